@@ -1,0 +1,49 @@
+# Two set-up commands work on a fresh machine: `make demo` and `make test`.
+# Each creates its own virtualenv and installs what it needs; nothing is assumed installed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEV_STAMP := $(VENV)/.dev-installed
+DEMO_STAMP := $(VENV)/.demo-installed
+
+.PHONY: test lint typecheck unit demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# exporters/ installs as sqreen_otel.exporters through a package-dir mapping. A "strict" editable
+# install materialises that mapping as a link tree that mypy can follow; it must be redone when a
+# module is added or removed, hence the dependency on the package directories. Nothing runs with the repository
+# root on sys.path (python -P, pytest importlib mode), so the mapped package is always the one used.
+SOURCES := sqreen_otel exporters
+EDITABLE := --config-settings editable_mode=strict
+
+$(DEV_STAMP): pyproject.toml $(SOURCES) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(EDITABLE) -e '.[dev]'
+	touch $@
+
+$(DEMO_STAMP): pyproject.toml $(SOURCES) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(EDITABLE) -e '.[flask]' 'opentelemetry-instrumentation>=0.66b0,<0.67' 'werkzeug>=3.0,<4'
+	touch $@
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+unit: $(DEV_STAMP)
+	$(BIN)/python -P -m pytest
+
+test: lint typecheck unit
+
+demo: $(DEMO_STAMP)
+	$(BIN)/python -P examples/demo.py
+
+bench: $(DEV_STAMP)
+	$(BIN)/python -P benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,80 @@
+"""The Sqreen Python agent's module functions, on top of the same recorder as ``from_context``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqreen_otel import _schema
+from sqreen_otel._config import current_config
+from sqreen_otel._guard import guarded
+from sqreen_otel._normalize import (
+    check_bool,
+    check_event_name,
+    check_mapping,
+    normalize_identifiers,
+    normalize_properties,
+    timestamp_ns,
+)
+from sqreen_otel._record import current_target, reserved
+
+__all__ = ["auth_track", "identify", "signup_track", "track"]
+
+
+@guarded(lambda *_: False)
+def track(
+    name: str,
+    *,
+    properties: Mapping[Any, Any] | None = None,
+    user_identifiers: Mapping[Any, Any] | None = None,
+    timestamp: datetime | None = None,
+) -> bool:
+    """Record a custom security event on the current request. False if it was ignored."""
+    name = check_event_name(name, "track()")
+    props = check_mapping(properties, "properties", "track()")
+    ids = check_mapping(user_identifiers, "user_identifiers", "track()")
+    nanos = timestamp_ns(timestamp, "track()", name) if timestamp is not None else None
+    target = current_target()
+    if target is None or reserved(name, "track()"):
+        return False
+    normalized = normalize_properties(props, current_config().max_event_properties, name)
+    tracked = target.record(
+        name, "track", normalize_identifiers(ids, name), properties=normalized, timestamp=nanos
+    )
+    return tracked.recorded
+
+
+@guarded(lambda *_: None)
+def identify(user_identifiers: Mapping[Any, Any], traits: Mapping[Any, Any] | None = None) -> None:
+    """Associate a user with the current request; its later events are attributed to them."""
+    ids = check_mapping(user_identifiers, "user_identifiers", "identify()")
+    check_mapping(traits, "traits", "identify()")
+    target = current_target()
+    if target is not None:
+        target.identify(normalize_identifiers(ids, _schema.IDENTIFY_EVENT_NAME), traits, "identify()")
+
+
+@guarded(lambda *_: False)
+def auth_track(success: bool, **user_identifiers: Any) -> bool:
+    """A login attempt by this user; a successful one also identifies them."""
+    check_bool(success, "success", "auth_track()")
+    target = current_target()
+    if target is None:
+        return False
+    ids = normalize_identifiers(user_identifiers, "auth_track")
+    if success:
+        target.identify(ids, None, "auth_track()")
+    name = _schema.LOGIN_SUCCESS_EVENT if success else _schema.LOGIN_FAILURE_EVENT
+    return target.record(name, "auth", ids, extra={_schema.AUTH_SUCCESS: success}).recorded
+
+
+@guarded(lambda *_: False)
+def signup_track(**user_identifiers: Any) -> bool:
+    """A signup by this user; it also identifies them."""
+    target = current_target()
+    if target is None:
+        return False
+    ids = normalize_identifiers(user_identifiers, "signup_track")
+    target.identify(ids, None, "signup_track()")
+    return target.record(_schema.SIGNUP_EVENT, "signup", ids).recorded

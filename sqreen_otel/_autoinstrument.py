@@ -1,0 +1,34 @@
+"""Zero-code setup: the ``opentelemetry_pre_instrument`` entry point.
+
+``opentelemetry-instrument`` runs the distro and configurator (which create the tracer
+provider), then the pre-instrument hooks, then the instrumentors. Running before the
+instrumentors matters: the tracers they create capture the provider's sampler, which we wrap.
+If no configurator is installed (no ``opentelemetry-distro`` nor a vendor distro), nothing has
+set up the SDK; we then run the SDK's own environment-driven configurator, so
+``pip install sqreen-otel`` plus ``opentelemetry-instrument`` is enough.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+
+from sqreen_otel._guard import report_internal_error
+from sqreen_otel._log import logger
+
+
+def pre_instrument() -> None:
+    """Configure sqreen_otel from the environment; never breaks the host's start-up."""
+    try:
+        from sqreen_otel._config import current_config
+        from sqreen_otel._sdk_bridge import configure_sdk_from_environment
+        from sqreen_otel._setup import configure
+
+        if current_config().disable:
+            return
+        if not isinstance(trace.get_tracer_provider(), SdkTracerProvider):
+            logger.info("No OpenTelemetry SDK configurator ran; sqreen_otel configures the SDK from OTEL_*.")
+            configure_sdk_from_environment()
+        configure()
+    except Exception as exc:  # noqa: BLE001 - a bad setting must not stop the app from starting
+        report_internal_error("pre_instrument", exc)

@@ -1,0 +1,239 @@
+"""One validated configuration object, read once from the environment.
+
+Every setting, its environment variable, its default and its parser live in ``_SETTINGS``
+below: nowhere else. Precedence: an argument to ``configure()`` beats the environment, which
+beats the default. A bad environment value logs a warning naming the variable and falls back
+to the default (importing the package never crashes the app); a bad *argument* is a
+programming error raised at ``configure()`` time (``TypeError`` for a wrong type,
+``ValueError`` for a wrong value), never later on the request path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqreen_otel._log import logger
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Documented hard limits of the event model (docs/events.md); not settings.
+MAX_NAME_LENGTH = 256
+MAX_KEY_LENGTH = 128
+MAX_VALUE_LENGTH = 4096
+MAX_NESTING_DEPTH = 4
+MAX_FLATTENED_PROPERTIES = 64
+MAX_SEQUENCE_ITEMS = 32
+MAX_USER_IDENTIFIERS = 16
+MAX_EVENT_PROPERTIES_CEILING = 128  # OpenTelemetry's default per-event attribute limit
+
+EXPORTER_NAMES = ("console", "none")
+
+_TRUE = frozenset({"1", "true", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "no", "n", "off", ""})
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings in force. Build it with ``configure()``; read it with ``current_config()``."""
+
+    disable: bool = False
+    ip_header: str | None = None
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    max_event_properties: int = 16
+    log_level: str | None = None
+    exporter: str = "console"
+    heartbeat_delay: float = 60.0
+    max_queue_length: int = 10000
+
+
+_DEFAULTS = Config()
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Setting(Generic[T]):
+    field: str
+    env: str
+    parse: Callable[[Any], T]
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"expected one of {sorted(_TRUE | _FALSE - {''})}, got {value!r}")
+    raise TypeError(f"expected a bool, got {type(value).__name__}")
+
+
+def _parse_header_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected a header name (str), got {type(value).__name__}")
+    name = value.strip()
+    if not name:
+        return None
+    if not _HEADER_NAME.match(name):
+        raise ValueError(f"{value!r} is not a valid HTTP header name")
+    return name.lower()
+
+
+def _parse_networks(value: Any) -> tuple[IPNetwork, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: Iterable[Any] = (part.strip() for part in value.split(",") if part.strip())
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        raise TypeError(f"expected CIDRs as a comma-separated str or an iterable, got {type(value).__name__}")
+    networks: list[IPNetwork] = []
+    for item in items:
+        if isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            networks.append(item)
+            continue
+        if not isinstance(item, str):
+            raise TypeError(f"expected a CIDR str, got {type(item).__name__}")
+        try:
+            networks.append(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return tuple(networks)
+
+
+def _int_in(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ValueError(f"expected an integer, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an int, got {type(value).__name__}")
+        if not low <= value <= high:
+            raise ValueError(f"expected an integer from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_in(low: float, high: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ValueError(f"expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected a number, got {type(value).__name__}")
+        if not low <= value <= high:
+            raise ValueError(f"expected a number from {low} to {high}, got {value}")
+        return float(value)
+
+    return parse
+
+
+def _parse_log_level(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected a level name, got {type(value).__name__}")
+    level = value.strip().upper()
+    if not level:
+        return None
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(_LOG_LEVELS)}, got {value!r}")
+    return level
+
+
+def _parse_exporter(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an exporter name, got {type(value).__name__}")
+    name = value.strip().lower()
+    if name not in EXPORTER_NAMES:
+        raise ValueError(f"unknown exporter {value!r}; known: {', '.join(EXPORTER_NAMES)}")
+    return name
+
+
+_SETTINGS: tuple[_Setting[Any], ...] = (
+    _Setting("disable", "SQREEN_DISABLE", _parse_bool),
+    _Setting("ip_header", "SQREEN_IP_HEADER", _parse_header_name),
+    _Setting("trusted_proxies", "SQREEN_TRUSTED_PROXIES", _parse_networks),
+    _Setting("max_event_properties", "SQREEN_MAX_EVENT_PROPERTIES", _int_in(1, MAX_EVENT_PROPERTIES_CEILING)),
+    _Setting("log_level", "SQREEN_LOG_LEVEL", _parse_log_level),
+    _Setting("exporter", "SQREEN_EXPORTER", _parse_exporter),
+    _Setting("heartbeat_delay", "SQREEN_HEARTBEAT_DELAY", _float_in(0.01, 3600.0)),
+    _Setting("max_queue_length", "SQREEN_MAX_QUEUE_LENGTH", _int_in(1, 10_000_000)),
+)
+
+SETTING_NAMES = tuple(setting.field for setting in _SETTINGS)
+ENVIRONMENT_VARIABLES = {setting.field: setting.env for setting in _SETTINGS}
+
+
+def build_config(overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    """Resolve every setting: argument, else environment variable, else default.
+
+    ``overrides`` holds only the arguments the caller actually passed. Raises ``TypeError`` /
+    ``ValueError`` for a bad argument; logs and falls back to the default for a bad
+    environment value.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in _SETTINGS:
+        if setting.field in overrides:
+            try:
+                values[setting.field] = setting.parse(overrides[setting.field])
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"configure({setting.field}=...): {exc}") from None
+            continue
+        raw = env.get(setting.env)
+        if raw is None:
+            continue
+        try:
+            values[setting.field] = setting.parse(raw)
+        except (TypeError, ValueError) as exc:
+            logger.warning(
+                "Ignoring %s: %s; using the default %r.", setting.env, exc, getattr(_DEFAULTS, setting.field)
+            )
+    return dataclasses.replace(_DEFAULTS, **values)
+
+
+def apply_log_level(config: Config) -> None:
+    """Set the level of the library's own logger only (never the host's loggers or handlers)."""
+    if config.log_level is not None:
+        logger.setLevel(getattr(logging, config.log_level))
+
+
+_current: Config | None = None
+
+
+def current_config() -> Config:
+    """The settings in force: the last ``configure()``, or the environment read once."""
+    global _current  # noqa: PLW0603 - the one process-wide config, swapped atomically
+    config = _current
+    if config is None:
+        config = build_config({})
+        apply_log_level(config)
+        _current = config
+    return config
+
+
+def set_current_config(config: Config) -> None:
+    global _current  # noqa: PLW0603
+    _current = config
+    apply_log_level(config)

@@ -1,0 +1,288 @@
+"""Validation and normalisation of what application code hands us.
+
+Wrong argument *types* are programming errors and raise ``TypeError`` naming the argument.
+Everything else is coerced into something OpenTelemetry (and OTLP) accepts, within the
+documented limits of docs/events.md, with one rate-limited warning per distinct problem.
+Nothing here mutates the caller's objects; the results are fresh dicts and tuples.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeAlias
+
+from sqreen_otel._config import (
+    MAX_FLATTENED_PROPERTIES,
+    MAX_KEY_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_NESTING_DEPTH,
+    MAX_SEQUENCE_ITEMS,
+    MAX_USER_IDENTIFIERS,
+    MAX_VALUE_LENGTH,
+)
+from sqreen_otel._log import warn_once
+
+Scalar: TypeAlias = str | bool | int | float
+AttributeValue: TypeAlias = Scalar | tuple[str, ...] | tuple[bool, ...] | tuple[int, ...] | tuple[float, ...]
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_SCALAR_TYPES = (str, bool, int, float)
+
+
+class ArgumentTypeError(TypeError):
+    """A wrong argument type: the one exception the SDK lets reach application code."""
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def check_event_name(name: object, where: str) -> str:
+    """The event name, or ``TypeError``; over-long names are truncated."""
+    if not isinstance(name, str) or not name:
+        got = "an empty str" if isinstance(name, str) else _type_name(name)
+        raise ArgumentTypeError(f"{where}: name must be a non-empty str, got {got}")
+    clean = clean_str(name, MAX_NAME_LENGTH)
+    if clean != name:
+        warn_once(
+            ("name", name[:64]),
+            "Event name %r... was truncated to %d characters.",
+            name[:64],
+            MAX_NAME_LENGTH,
+        )
+    return clean
+
+
+def check_mapping(value: object, argument: str, where: str) -> Mapping[Any, Any] | None:
+    """``value`` if it is a mapping or None, else ``TypeError`` naming ``argument``."""
+    if value is None or isinstance(value, Mapping):
+        return value
+    raise ArgumentTypeError(f"{where}: {argument} must be a mapping or None, got {_type_name(value)}")
+
+
+def check_bool(value: object, argument: str, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ArgumentTypeError(f"{where}: {argument} must be a bool, got {_type_name(value)}")
+
+
+def timestamp_ns(value: object, where: str, event_name: str) -> int:
+    """Nanoseconds since the epoch of a ``datetime``; a naive one is taken as UTC."""
+    if not isinstance(value, dt.datetime):
+        raise ArgumentTypeError(f"{where}: timestamp must be a datetime.datetime, got {_type_name(value)}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        warn_once(("naive_timestamp", event_name), "Event %r: naive timestamp taken as UTC.", event_name)
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return (value - _EPOCH) // dt.timedelta(microseconds=1) * 1000
+
+
+def clean_str(value: str, limit: int) -> str:
+    """Truncate to ``limit`` characters and make the text valid UTF-8 (lone surrogates replaced)."""
+    if len(value) > limit:
+        value = value[:limit]
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a hostile __str__ must not reach the host
+        return f"<unrepresentable {_type_name(value)}>"
+
+
+def _key_str(key: object) -> str | None:
+    if isinstance(key, str):
+        text = key
+    elif isinstance(key, bool | int | float):
+        text = str(key)
+    else:
+        text = _safe_str(key)
+    text = clean_str(text, MAX_KEY_LENGTH)
+    return text or None
+
+
+def _sort_items(mapping: Mapping[Any, Any]) -> list[tuple[str, Any]]:
+    """Items with keys turned into clean strings, sorted by key; empty keys dropped."""
+    items: list[tuple[str, Any]] = []
+    try:
+        source = list(mapping.items())
+    except Exception:  # noqa: BLE001 - a broken custom Mapping must not reach the host
+        return items
+    for key, value in source:
+        text = _key_str(key)
+        if text is not None:
+            items.append((text, value))
+    items.sort(key=lambda item: item[0])
+    return items
+
+
+def _scalar(value: Any) -> Scalar | None:
+    """The attribute form of a scalar-like value, or None if it is not scalar-like."""
+    kind = type(value)
+    if kind is str:
+        return clean_str(value, MAX_VALUE_LENGTH)
+    if kind is bool or kind is float:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        number = int(value)
+        return number if _INT64_MIN <= number <= _INT64_MAX else str(number)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return clean_str(str.__str__(value), MAX_VALUE_LENGTH)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return clean_str(bytes(value).decode("utf-8", "replace"), MAX_VALUE_LENGTH)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return None
+
+
+def _homogeneous(items: list[Any]) -> tuple[Any, ...] | None:
+    """A tuple OpenTelemetry accepts (all str, all bool, all int, or all float), else None."""
+    if not items:
+        return ()
+    kind = type(items[0])
+    if kind not in _SCALAR_TYPES or any(type(item) is not kind for item in items):
+        return None
+    if kind is str:
+        return tuple(clean_str(item, MAX_VALUE_LENGTH) for item in items)
+    if kind is int and any(not _INT64_MIN <= item <= _INT64_MAX for item in items):
+        return None
+    return tuple(items)
+
+
+class _Flattener:
+    """Flattens nested mappings and sequences into dotted keys, within the limits."""
+
+    def __init__(self) -> None:
+        self.out: dict[str, AttributeValue] = {}
+        self.dropped = 0
+        self.truncated = False
+
+    def add(self, key: str, value: Any, depth: int) -> None:
+        if value is None:
+            return
+        scalar = _scalar(value)
+        if scalar is not None:
+            self._put(key, scalar)
+            return
+        if isinstance(value, Mapping):
+            if depth >= MAX_NESTING_DEPTH:
+                self._put(key, clean_str(_safe_str(value), MAX_VALUE_LENGTH))
+                return
+            for sub_key, sub_value in _sort_items(value):
+                self.add(f"{key}.{sub_key}", sub_value, depth + 1)
+            return
+        if isinstance(value, list | tuple | set | frozenset):
+            self._sequence(key, value, depth)
+            return
+        self._put(key, clean_str(_safe_str(value), MAX_VALUE_LENGTH))
+
+    def _sequence(self, key: str, value: Iterable[Any], depth: int) -> None:
+        items = list(value)
+        if isinstance(value, set | frozenset):
+            try:
+                items.sort()
+            except TypeError:
+                items.sort(key=_safe_str)
+        if len(items) > MAX_SEQUENCE_ITEMS:
+            items = items[:MAX_SEQUENCE_ITEMS]
+            self.truncated = True
+        kept = _homogeneous(items)
+        if kept is not None:
+            self._put(key, kept)
+            return
+        if depth >= MAX_NESTING_DEPTH:
+            self._put(key, clean_str(_safe_str(items), MAX_VALUE_LENGTH))
+            return
+        for index, item in enumerate(items):
+            self.add(f"{key}.{index}", item, depth + 1)
+
+    def _put(self, key: str, value: AttributeValue) -> None:
+        if len(key) > MAX_KEY_LENGTH:
+            key = key[:MAX_KEY_LENGTH]
+            self.truncated = True
+        if key in self.out:
+            self.dropped += 1
+            return
+        if len(self.out) >= MAX_FLATTENED_PROPERTIES:
+            self.dropped += 1
+            return
+        self.out[key] = value
+
+
+def normalize_properties(
+    properties: Mapping[Any, Any] | None, max_properties: int, event_name: str
+) -> tuple[dict[str, AttributeValue], int]:
+    """Flattened properties and how many were dropped.
+
+    Keeps the first ``max_properties`` top-level keys in sorted order (Sqreen's rule), then
+    flattens nested values to ``MAX_NESTING_DEPTH`` levels and ``MAX_FLATTENED_PROPERTIES``
+    attributes. ``None`` values are left out on purpose and are not counted as dropped.
+    """
+    if not properties:
+        return {}, 0
+    items = _sort_items(properties)
+    dropped = len(properties) - len(items)
+    if len(items) > max_properties:
+        dropped += len(items) - max_properties
+        items = items[:max_properties]
+        warn_once(
+            ("too_many_properties", event_name),
+            "Event %r has more than %d properties; kept the first %d keys in sorted order.",
+            event_name,
+            max_properties,
+            max_properties,
+        )
+    flattener = _Flattener()
+    for key, value in items:
+        flattener.add(key, value, 1)
+    if flattener.dropped:
+        warn_once(
+            ("flattened_overflow", event_name),
+            "Event %r: nested properties exceed %d attributes or collide; extra ones dropped.",
+            event_name,
+            MAX_FLATTENED_PROPERTIES,
+        )
+    if flattener.truncated:
+        warn_once(
+            ("truncated", event_name),
+            "Event %r: over-long property keys or lists were truncated.",
+            event_name,
+        )
+    return flattener.out, dropped + flattener.dropped
+
+
+def normalize_identifiers(identifiers: Mapping[Any, Any] | None, event_name: str) -> dict[str, Scalar]:
+    """Flat user identifiers: scalar values kept, anything else ``str()``-ed, ``None`` left out."""
+    if not identifiers:
+        return {}
+    items = _sort_items(identifiers)
+    if len(items) > MAX_USER_IDENTIFIERS:
+        warn_once(
+            ("too_many_identifiers", event_name),
+            "Event %r has more than %d user identifiers; kept the first %d keys in sorted order.",
+            event_name,
+            MAX_USER_IDENTIFIERS,
+            MAX_USER_IDENTIFIERS,
+        )
+        items = items[:MAX_USER_IDENTIFIERS]
+    result: dict[str, Scalar] = {}
+    for key, value in items:
+        if value is None:
+            continue
+        scalar = _scalar(value)
+        result[key] = scalar if scalar is not None else clean_str(_safe_str(value), MAX_VALUE_LENGTH)
+    return result

@@ -1,0 +1,57 @@
+"""The only place that touches OpenTelemetry SDK internals.
+
+Everything here is pinned by pyproject's ``opentelemetry-sdk`` range and checked by
+tests/test_sdk_bridge.py, so an SDK upgrade that moves these internals fails loudly in CI
+instead of silently losing events.
+
+* ``add_event_if_open``: put an event object on a span, atomically with the span's own
+  "has it ended?" check (the public ``add_event`` would freeze our attributes on the spot,
+  and ``_add_event`` logs a warning into the host's logs when the span just ended).
+* ``event_limits``: the span's limits for event attributes, so our events get the same
+  bounds the SDK would apply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.sdk.trace import Event, SpanLimits
+from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.trace import Span
+
+_DEFAULT_LIMITS = SpanLimits()
+
+
+def is_sdk_span(span: Span) -> bool:
+    return isinstance(span, SdkSpan)
+
+
+def add_event_if_open(span: SdkSpan, event: Event) -> bool:
+    """Append ``event`` to ``span`` unless it has ended; True if it was appended."""
+    with span._lock:
+        if span._end_time is not None:
+            return False
+        events: Any = span._events  # a BoundedList (typed as Sequence upstream)
+        events.append(event)
+        return True
+
+
+def event_limits(span: SdkSpan) -> tuple[int | None, int | None]:
+    """(max attributes per event, max attribute value length) in force for ``span``."""
+    limits = getattr(span, "_limits", _DEFAULT_LIMITS)
+    return limits.max_event_attributes, limits.max_attribute_length
+
+
+def suppress_instrumentation_key() -> str:
+    """The context key that tells instrumentations not to trace our own export calls."""
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+    return _SUPPRESS_INSTRUMENTATION_KEY
+
+
+def configure_sdk_from_environment() -> None:
+    """Run the SDK's own env-driven configurator (what ``opentelemetry-distro`` runs)."""
+    from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
+    configurator: Any = _OTelSDKConfigurator  # untyped upstream
+    configurator().configure()

@@ -1,0 +1,99 @@
+"""Per-request state, kept in the OpenTelemetry context next to the request span.
+
+Our span processor creates a ``RequestState`` when a local-root SERVER span starts and
+attaches it to the current OpenTelemetry context, so it is found from any child span, from
+``contextvars.copy_context()`` and from an explicit ``ctx`` handed to ``from_context``. The
+span processor detaches it when the span ends, when that is safe (same context, nothing
+attached on top); otherwise the instrumentation's own outer detach removes it.
+
+The WSGI middleware may run before the request span exists (Flask and Django start it inside
+the app), so it leaves the environ in ``pending_environ`` for the processor to pick up.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import context
+from opentelemetry.sdk.trace import Span as SdkSpan
+
+from sqreen_otel import _schema
+from sqreen_otel._client_ip import PEER, resolve_client_ip
+from sqreen_otel._config import Config
+from sqreen_otel._events import LiveEvent, user_attributes
+from sqreen_otel._normalize import AttributeValue, Scalar
+
+_STATE_KEY = context.create_key("sqreen_otel.request")
+
+pending_environ: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "sqreen_otel.pending_environ", default=None
+)
+
+
+class RequestState:
+    """What we know about one request: its span, its identified user, its events."""
+
+    __slots__ = ("_attached", "_lock", "_token", "events", "http_bound", "identified", "record", "span")
+
+    def __init__(self, span: SdkSpan) -> None:
+        self.span = span
+        self.identified: dict[str, Scalar] | None = None
+        self.events: list[LiveEvent] = []
+        self.http_bound = False
+        self.record: Any = None  # the RequestRecord facade, built on first use
+        self._lock = threading.Lock()
+        self._token: object = None
+        self._attached: context.Context | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.span.end_time is not None
+
+    def attach(self) -> None:
+        """Make the state current, alongside the span it belongs to."""
+        ctx = context.set_value(_STATE_KEY, self)
+        self._token = context.attach(ctx)
+        self._attached = ctx
+
+    def detach(self) -> None:
+        """Undo ``attach`` only if nothing was attached on top of us in this context."""
+        token, self._token = self._token, None
+        if token is not None and context.get_current() is self._attached:
+            context.detach(token)  # type: ignore[arg-type]
+        self._attached = None
+
+    def bind_http(self, environ: Mapping[str, Any], config: Config) -> None:
+        """Put the resolved client IP on the span (``client.address``), the peer beside it."""
+        if self.http_bound:
+            return
+        self.http_bound = True
+        client = resolve_client_ip(environ, config.ip_header, config.trusted_proxies)
+        attributes: dict[str, AttributeValue] = {}
+        if client.address is not None:
+            attributes[_schema.CLIENT_ADDRESS] = client.address
+        if client.peer is not None:
+            attributes[_schema.NETWORK_PEER_ADDRESS] = client.peer
+        if client.source != PEER:
+            attributes[_schema.CLIENT_IP_SOURCE] = client.source
+        if attributes and not self.ended:
+            self.span.set_attributes(attributes)
+
+    def identify(self, identifiers: dict[str, Scalar], traits: Mapping[str, AttributeValue]) -> bool:
+        """Associate the user with the request (first call wins); False if another user already was."""
+        with self._lock:
+            if self.identified is not None:
+                return self.identified == identifiers
+            self.identified = identifiers
+        attributes = user_attributes(identifiers)
+        attributes.update({_schema.TRAITS_PREFIX + key: value for key, value in traits.items()})
+        if attributes and not self.ended:
+            self.span.set_attributes(attributes)
+        return True
+
+
+def current_state(ctx: context.Context | None = None) -> RequestState | None:
+    state = context.get_value(_STATE_KEY, ctx)
+    return state if isinstance(state, RequestState) else None

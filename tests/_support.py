@@ -1,0 +1,57 @@
+"""Test helpers shared by the suite (importable as ``_support``: pytest adds tests/ to sys.path).
+
+``Otel.app`` is the host's ordinary pipeline (a SimpleSpanProcessor: sampled spans only);
+``Otel.ours`` is what sqreen_otel's processor exports (spans carrying security events).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.trace import Tracer
+
+import sqreen_otel
+
+
+@dataclass
+class Otel:
+    provider: TracerProvider
+    app: InMemorySpanExporter
+    ours: InMemorySpanExporter
+
+    @property
+    def tracer(self) -> Tracer:
+        return self.provider.get_tracer("tests")
+
+    def app_spans(self) -> tuple[ReadableSpan, ...]:
+        return self.app.get_finished_spans()
+
+    def exported(self) -> tuple[ReadableSpan, ...]:
+        """What our pipeline exported, after a flush."""
+        assert sqreen_otel.flush(5.0)
+        return self.ours.get_finished_spans()
+
+
+def make_otel(
+    sampler: Sampler | None = None, span_limits: SpanLimits | None = None, **settings: object
+) -> Otel:
+    provider = TracerProvider(sampler=sampler, span_limits=span_limits, shutdown_on_exit=False)
+    app = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(app))
+    ours = InMemorySpanExporter()
+    sqreen_otel.configure(tracer_provider=provider, exporter=ours, heartbeat_delay=3600, **settings)  # type: ignore[arg-type]
+    return Otel(provider, app, ours)
+
+
+def events_of(span: ReadableSpan) -> list[tuple[str, dict[str, object]]]:
+    return [(event.name, dict(event.attributes or {})) for event in span.events]
+
+
+def only(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
+    matching = [span for span in spans if span.name == name]
+    assert len(matching) == 1, f"expected one span {name!r}, got {[s.name for s in spans]}"
+    return matching[0]

@@ -1,0 +1,40 @@
+"""Shared fixtures: a real OpenTelemetry SDK per test, isolated settings and counters."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import pytest
+from _support import Otel, make_otel
+from opentelemetry import context as otel_context
+
+from sqreen_otel._log import log_once
+from sqreen_otel._stats import stats
+
+
+@pytest.fixture(autouse=True)
+def _isolation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts with default settings, no SQREEN_* variables and zeroed counters."""
+    for name in list(os.environ):
+        if name.startswith("SQREEN_"):
+            monkeypatch.delenv(name)
+    stats.reset()
+    log_once.reset()
+    token = otel_context.attach(otel_context.Context())
+    yield
+    otel_context.detach(token)
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    harness = make_otel()
+    yield harness
+    harness.provider.shutdown()
+
+
+@pytest.fixture
+def sqreen_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="sqreen_otel")
+    return caplog
