@@ -56,6 +56,11 @@ class ExportWorker:
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_weak_call(self._init_runtime))
 
+    def configure(self, heartbeat_delay: float, max_queue_length: int) -> None:
+        """New settings for the running worker (the current wait finishes first)."""
+        self._delay = heartbeat_delay
+        self._max_queue = max_queue_length
+
     def _init_runtime(self) -> None:
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._lock = threading.Lock()  # serialises exports (worker, flush, shutdown)

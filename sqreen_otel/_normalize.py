@@ -109,19 +109,28 @@ def _key_str(key: object) -> str | None:
     return text or None
 
 
-def _sort_items(mapping: Mapping[Any, Any]) -> list[tuple[str, Any]]:
-    """Items with keys turned into clean strings, sorted by key; empty keys dropped."""
-    items: list[tuple[str, Any]] = []
+def _sort_items(mapping: Mapping[Any, Any]) -> tuple[list[tuple[str, Any]], int]:
+    """Items with clean string keys, sorted by key, and how many were unusable.
+
+    ``None`` values are left out before any limit applies (they are not counted as dropped);
+    empty keys, and every item of a mapping whose ``items()`` fails, are counted as dropped.
+    """
     try:
         source = list(mapping.items())
     except Exception:  # noqa: BLE001 - a broken custom Mapping must not reach the host
-        return items
+        return [], 1
+    items: list[tuple[str, Any]] = []
+    unusable = 0
     for key, value in source:
+        if value is None:
+            continue
         text = _key_str(key)
-        if text is not None:
+        if text is None:
+            unusable += 1
+        else:
             items.append((text, value))
     items.sort(key=lambda item: item[0])
-    return items
+    return items, unusable
 
 
 def _scalar(value: Any) -> Scalar | None:
@@ -182,7 +191,9 @@ class _Flattener:
             if depth >= MAX_NESTING_DEPTH:
                 self._put(key, clean_str(_safe_str(value), MAX_VALUE_LENGTH))
                 return
-            for sub_key, sub_value in _sort_items(value):
+            sub_items, unusable = _sort_items(value)
+            self.dropped += unusable
+            for sub_key, sub_value in sub_items:
                 self.add(f"{key}.{sub_key}", sub_value, depth + 1)
             return
         if isinstance(value, list | tuple | set | frozenset):
@@ -234,8 +245,7 @@ def normalize_properties(
     """
     if not properties:
         return {}, 0
-    items = _sort_items(properties)
-    dropped = len(properties) - len(items)
+    items, dropped = _sort_items(properties)
     if len(items) > max_properties:
         dropped += len(items) - max_properties
         items = items[:max_properties]
@@ -269,7 +279,7 @@ def normalize_identifiers(identifiers: Mapping[Any, Any] | None, event_name: str
     """Flat user identifiers: scalar values kept, anything else ``str()``-ed, ``None`` left out."""
     if not identifiers:
         return {}
-    items = _sort_items(identifiers)
+    items, _ = _sort_items(identifiers)
     if len(items) > MAX_USER_IDENTIFIERS:
         warn_once(
             ("too_many_identifiers", event_name),
@@ -281,8 +291,6 @@ def normalize_identifiers(identifiers: Mapping[Any, Any] | None, event_name: str
         items = items[:MAX_USER_IDENTIFIERS]
     result: dict[str, Scalar] = {}
     for key, value in items:
-        if value is None:
-            continue
         scalar = _scalar(value)
         result[key] = scalar if scalar is not None else clean_str(_safe_str(value), MAX_VALUE_LENGTH)
     return result

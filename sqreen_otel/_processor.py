@@ -45,7 +45,11 @@ class SqreenSpanProcessor(SpanProcessor):
 
     def set_exporter(self, exporter: SpanExporter | None, config: Config) -> None:
         """Ship to ``exporter`` from now on (None: keep events on spans only); flushes the old one."""
-        old, self._worker = self._worker, None
+        old = self._worker
+        if old is not None and old.exporter is exporter:
+            old.configure(config.heartbeat_delay, config.max_queue_length)
+            return
+        self._worker = None
         if exporter is not None:
             self._worker = ExportWorker(exporter, config.heartbeat_delay, config.max_queue_length)
         if old is not None:

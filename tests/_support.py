@@ -30,6 +30,12 @@ class Otel:
     def app_spans(self) -> tuple[ReadableSpan, ...]:
         return self.app.get_finished_spans()
 
+    def __enter__(self) -> Otel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.provider.shutdown()
+
     def exported(self) -> tuple[ReadableSpan, ...]:
         """What our pipeline exported, after a flush."""
         assert sqreen_otel.flush(5.0)

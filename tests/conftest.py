@@ -10,6 +10,7 @@ import pytest
 from _support import Otel, make_otel
 from opentelemetry import context as otel_context
 
+from sqreen_otel._config import build_config, set_current_config
 from sqreen_otel._log import log_once
 from sqreen_otel._stats import stats
 
@@ -20,6 +21,7 @@ def _isolation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith("SQREEN_"):
             monkeypatch.delenv(name)
+    set_current_config(build_config({}))
     stats.reset()
     log_once.reset()
     token = otel_context.attach(otel_context.Context())
@@ -29,9 +31,8 @@ def _isolation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def otel() -> Iterator[Otel]:
-    harness = make_otel()
-    yield harness
-    harness.provider.shutdown()
+    with make_otel() as harness:
+        yield harness
 
 
 @pytest.fixture

@@ -1,0 +1,179 @@
+"""Bad input has a documented outcome (docs/events.md, "Limits and coercions")."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from _support import Otel, events_of
+from opentelemetry.trace import SpanKind
+
+import sqreen_otel
+from sqreen_otel._config import (
+    MAX_FLATTENED_PROPERTIES,
+    MAX_KEY_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_SEQUENCE_ITEMS,
+    MAX_USER_IDENTIFIERS,
+    MAX_VALUE_LENGTH,
+)
+from sqreen_otel._normalize import normalize_identifiers, normalize_properties, timestamp_ns
+
+
+def props(values: Mapping[Any, Any], limit: int = 16) -> dict[str, object]:
+    return dict(normalize_properties(values, limit, "test")[0])
+
+
+def test_more_than_the_limit_keeps_the_first_keys_in_sorted_order_and_counts_the_rest() -> None:
+    values = {f"k{i:02d}": i for i in range(20)}
+    kept, dropped = normalize_properties(dict(reversed(values.items())), 16, "e")
+    assert list(kept) == [f"k{i:02d}" for i in range(16)]
+    assert dropped == 4
+
+
+def test_the_property_limit_is_configurable(otel: Otel) -> None:
+    sqreen_otel.configure(tracer_provider=otel.provider, exporter=otel.ours, max_event_properties=2)
+    with otel.tracer.start_as_current_span("GET /", kind=SpanKind.SERVER):
+        sqreen_otel.track("e", properties={"c": 3, "a": 1, "b": 2})
+    ((_, attributes),) = events_of(otel.app_spans()[0])
+    assert attributes["sqreen.properties.a"] == 1
+    assert attributes["sqreen.properties.b"] == 2
+    assert "sqreen.properties.c" not in attributes
+    assert attributes["sqreen.event.dropped_properties"] == 1
+
+
+def test_nested_mappings_flatten_with_dotted_keys_to_a_bounded_depth() -> None:
+    deep = {"a": {"b": {"c": {"d": {"e": "too deep"}}}}}
+    assert props({"user": {"plan": "pro", "address": {"city": "Paris"}}}) == {
+        "user.address.city": "Paris",
+        "user.plan": "pro",
+    }
+    flattened = props(deep)
+    assert list(flattened) == ["a.b.c.d"]
+    assert flattened["a.b.c.d"] == "{'e': 'too deep'}"
+
+
+def test_sequences_are_kept_when_opentelemetry_accepts_them_else_flattened() -> None:
+    assert props({"tags": ["a", "b"], "ids": (1, 2), "flags": [True], "empty": []}) == {
+        "empty": (),
+        "flags": (True,),
+        "ids": (1, 2),
+        "tags": ("a", "b"),
+    }
+    assert props({"mixed": [1, "a", {"password": "x"}]}) == {
+        "mixed.0": 1,
+        "mixed.1": "a",
+        "mixed.2.password": "x",
+    }
+    assert len(props({"many": list(range(100))})["many"]) == MAX_SEQUENCE_ITEMS  # type: ignore[arg-type]
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Hostile:
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+def test_values_of_other_types_are_coerced_none_is_dropped() -> None:
+    out = props(
+        {
+            "none": None,
+            "when": dt.datetime(2024, 1, 2, 3, 4, 5),
+            "day": dt.date(2024, 1, 2),
+            "color": Color.RED,
+            "raw": b"caf\xc3\xa9",
+            "bad_bytes": b"\xff",
+            "huge": 2**70,
+            "hostile": Hostile(),
+            "float": 1.5,
+        }
+    )
+    assert "none" not in out
+    assert out["when"] == "2024-01-02T03:04:05"
+    assert out["day"] == "2024-01-02"
+    assert out["color"] == "Color.RED"
+    assert out["raw"] == "café"
+    assert out["bad_bytes"] == "\ufffd"
+    assert out["huge"] == str(2**70)  # beyond OTLP's int64: kept as text, not rejected by the exporter
+    assert out["hostile"] == "<unrepresentable Hostile>"
+    assert out["float"] == 1.5
+
+
+def test_keys_are_made_strings_and_empty_ones_dropped() -> None:
+    kept, dropped = normalize_properties({1: "one", ("t",): "tuple", "": "empty", None: "none"}, 16, "e")
+    assert kept == {"1": "one", "('t',)": "tuple", "None": "none"}
+    assert dropped == 1
+
+
+def test_oversize_names_keys_and_values_are_truncated_at_documented_limits(otel: Otel) -> None:
+    with otel.tracer.start_as_current_span("GET /", kind=SpanKind.SERVER):
+        sqreen_otel.track("n" * 1000, properties={"k" * 1000: "v" * 100_000})
+    ((name, attributes),) = events_of(otel.app_spans()[0])
+    assert name == "n" * MAX_NAME_LENGTH
+    ((key, value),) = [(k, v) for k, v in attributes.items() if k.startswith("sqreen.properties.")]
+    assert key == "sqreen.properties." + "k" * MAX_KEY_LENGTH
+    assert value == "v" * MAX_VALUE_LENGTH
+
+
+def test_flattening_is_bounded_and_counts_what_it_drops() -> None:
+    wide = {f"k{i}": {f"s{j}": j for j in range(10)} for i in range(16)}
+    kept, dropped = normalize_properties(wide, 16, "e")
+    assert len(kept) == MAX_FLATTENED_PROPERTIES
+    assert dropped == 16 * 10 - MAX_FLATTENED_PROPERTIES
+
+
+def test_lone_surrogates_become_valid_utf8() -> None:
+    out = props({"s": "a\ud800b", "k\udfff": 1})
+    assert out == {"s": "a?b", "k?": 1}
+    for key, value in out.items():
+        key.encode("utf-8")
+        if isinstance(value, str):
+            value.encode("utf-8")
+
+
+def test_identifiers_are_flat_and_bounded() -> None:
+    ids = normalize_identifiers(
+        {"uid": 1, "org": {"id": 2}, "none": None, **{f"x{i}": i for i in range(30)}}, "e"
+    )
+    assert len(ids) == MAX_USER_IDENTIFIERS
+    assert "none" not in ids
+    assert normalize_identifiers({"org": {"id": 2}}, "e") == {"org": "{'id': 2}"}
+
+
+def test_naive_datetimes_are_taken_as_utc_with_one_log(sqreen_logs: pytest.LogCaptureFixture) -> None:
+    naive = dt.datetime(2024, 1, 1, 12, 0, 0)
+    aware = naive.replace(tzinfo=dt.timezone.utc)
+    paris = dt.datetime(2024, 1, 1, 13, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert timestamp_ns(naive, "w", "e") == timestamp_ns(aware, "w", "e") == timestamp_ns(paris, "w", "e")
+    timestamp_ns(naive, "w", "e")
+    logs = [r for r in sqreen_logs.records if "naive timestamp" in r.getMessage()]
+    assert len(logs) == 1
+    assert logs[0].levelno == logging.WARNING
+
+
+def test_a_problem_is_logged_once_not_per_call(otel: Otel, sqreen_logs: pytest.LogCaptureFixture) -> None:
+    with otel.tracer.start_as_current_span("GET /", kind=SpanKind.SERVER):
+        for _ in range(50):
+            sqreen_otel.track("wide", properties={f"k{i}": i for i in range(20)})
+    messages = [r.getMessage() for r in sqreen_logs.records]
+    assert sum("more than 16 properties" in m for m in messages) == 1
+    assert len(otel.app_spans()[0].events) == 50
+
+
+def test_secret_values_never_appear_in_logs(otel: Otel, sqreen_logs: pytest.LogCaptureFixture) -> None:
+    secret = "hunter2-SECRET-VALUE"
+    with otel.tracer.start_as_current_span("GET /", kind=SpanKind.SERVER):
+        sqreen_otel.track("login", properties={f"password{i}": secret for i in range(40)})
+        sqreen_otel.track("login", properties={"password": secret * 1000}, timestamp=dt.datetime(2020, 1, 1))
+        sqreen_otel.identify({"uid": secret})
+        sqreen_otel.identify({"uid": "someone-else"})
+        sqreen_otel.track("x", user_identifiers={"uid": secret + "2"})
+    assert sqreen_logs.records, "the calls above are expected to log warnings"
+    assert all(secret not in record.getMessage() for record in sqreen_logs.records)
