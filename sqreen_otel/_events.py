@@ -3,10 +3,11 @@
 OpenTelemetry freezes the attributes of a span event when it is added, but the Sqreen API
 describes an event over several calls (``track_event(name).with_properties(...)
 .with_timestamp(...)``) with no terminating call. So we put *one* event object on the span at
-the first call and let the ``with_*`` calls refine it. Its attributes are built when read,
-and become final the first time they are read after the span has ended: every span processor
-and exporter then sees the same single event with the final values. A ``with_*`` call that
-arrives after that is ignored with a warning (the event has already been handed on).
+the first call and let the ``with_*`` calls refine it. It becomes final when its span ends:
+our processor finalises the events of every ending span in ``_on_ending``, before any
+processor's ``on_end``, so every processor and exporter sees the same single event with the
+final values. (Without our processor, it becomes final the first time it is read after the
+span ended.) A ``with_*`` call after that is ignored with a warning: the event was handed on.
 """
 
 from __future__ import annotations
@@ -90,6 +91,12 @@ class LiveEvent(Event):
             if timestamp_ns is not None:
                 self._timestamp = timestamp_ns
             return True
+
+    def finalize(self) -> None:
+        """Freeze the attributes as they are now (the span is ending)."""
+        with self._lock:
+            if self._final is None:
+                self._final = self._build()
 
     def _build(self) -> BoundedAttributes:
         # Ours last: if OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT bites, the SDK evicts the oldest keys first.

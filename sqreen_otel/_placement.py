@@ -24,7 +24,7 @@ from sqreen_otel import _schema
 from sqreen_otel._events import LiveEvent
 from sqreen_otel._log import warn_once
 from sqreen_otel._request_context import REQUEST_CONTEXT_KEYS
-from sqreen_otel._sdk_bridge import add_event_if_open, event_limits, is_sdk_span
+from sqreen_otel._sdk_bridge import add_event_if_open, event_limits, is_sdk_span, max_events
 from sqreen_otel._state import RequestState
 from sqreen_otel._stats import stats
 
@@ -140,11 +140,16 @@ def rescue_evicted(state: RequestState) -> None:
         "they were re-emitted on a 'sqreen.events' carrier span.",
         len(evicted),
     )
-    carrier = start_carrier("evicted", state.span.get_span_context(), request_attributes(state.span))
-    if carrier is None:
-        for event in evicted:
-            _lost(event)
-        return
-    for event in evicted:
-        add_event_if_open(carrier, event)  # the event stays placed on (and final with) the request span
-    carrier.end()
+    chunk = max_events(state.span) or len(evicted)  # carriers have the same per-span limit
+    attributes = request_attributes(state.span)
+    for start in range(0, len(evicted), chunk):
+        batch = evicted[start : start + chunk]
+        carrier = start_carrier("evicted", state.span.get_span_context(), attributes)
+        if carrier is None:
+            for event in batch:
+                _lost(event)
+            continue
+        for event in batch:
+            event.finalize()  # already final: its request span is ending
+            add_event_if_open(carrier, event)
+        carrier.end()

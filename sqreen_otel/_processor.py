@@ -3,8 +3,10 @@
 * ``on_start`` (request thread): for a local-root SERVER span, create the request state,
   bind the client IP from the WSGI environ the middleware left, and attach the state to the
   current context (see ``_state``). Cheap: no I/O, no locks of ours.
-* ``_on_ending`` (SDK hook, before any ``on_end``): detach the state, and re-emit our events
-  that ``OTEL_SPAN_EVENT_COUNT_LIMIT`` pushed out of the span.
+* ``_on_ending`` (SDK hook, before any ``on_end``): finalise the span's security events (so
+  every processor sees the same values), detach the state, put back the resolved
+  client IP if the instrumentation overwrote it after the span started, and re-emit our
+  events that ``OTEL_SPAN_EVENT_COUNT_LIMIT`` pushed out of the span.
 * ``on_end``: hand the spans that carry our events, sampled or not, to the export worker
   (O(1) append); leave every other span to the host's own pipeline.
 """
@@ -75,12 +77,15 @@ class SqreenSpanProcessor(SpanProcessor):
             report_internal_error("on_start", exc)
 
     def _on_ending(self, span: SdkSpan) -> None:
-        state = self._states.pop(span, None)
-        if state is None:
-            return
         try:
-            state.detach()
-            rescue_evicted(state)
+            for event in span.events:
+                if isinstance(event, LiveEvent):
+                    event.finalize()
+            state = self._states.pop(span, None)
+            if state is not None:
+                state.detach()
+                state.restore_http_attributes()
+                rescue_evicted(state)
         except Exception as exc:  # noqa: BLE001 - never raise into the span lifecycle
             report_internal_error("on_ending", exc)
 

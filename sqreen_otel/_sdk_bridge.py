@@ -9,6 +9,10 @@ instead of silently losing events.
   and ``_add_event`` logs a warning into the host's logs when the span just ended).
 * ``event_limits``: the span's limits for event attributes, so our events get the same
   bounds the SDK would apply.
+* ``restore_attributes_while_ending``: the specification's ``OnEnding`` lets a processor
+  still change the span; the Python SDK freezes its attributes just before calling
+  ``_on_ending``. Used to put back the resolved client IP that an instrumentation overwrote
+  after the span started (Flask and Django re-set their start attributes).
 """
 
 from __future__ import annotations
@@ -34,6 +38,20 @@ def add_event_if_open(span: SdkSpan, event: Event) -> bool:
         events: Any = span._events  # a BoundedList (typed as Sequence upstream)
         events.append(event)
         return True
+
+
+def restore_attributes_while_ending(span: SdkSpan, attributes: dict[str, str]) -> None:
+    """Set already-clean string attributes on a span in ``_on_ending`` (before any ``on_end``)."""
+    store: Any = span._attributes  # a BoundedAttributes, frozen by Span.end()
+    with store._lock:
+        for key, value in attributes.items():
+            store._setitem_locked(key, value)
+
+
+def max_events(span: SdkSpan) -> int | None:
+    """How many events ``span`` holds before the SDK evicts the oldest (None: unlimited)."""
+    limit = getattr(span, "_limits", _DEFAULT_LIMITS).max_events
+    return limit if isinstance(limit, int) and limit > 0 else None
 
 
 def event_limits(span: SdkSpan) -> tuple[int | None, int | None]:

@@ -25,6 +25,7 @@ from sqreen_otel._client_ip import PEER, resolve_client_ip
 from sqreen_otel._config import Config
 from sqreen_otel._events import LiveEvent, user_attributes
 from sqreen_otel._normalize import AttributeValue, Scalar
+from sqreen_otel._sdk_bridge import restore_attributes_while_ending
 
 _STATE_KEY = context.create_key("sqreen_otel.request")
 
@@ -36,13 +37,13 @@ pending_environ: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.
 class RequestState:
     """What we know about one request: its span, its identified user, its events."""
 
-    __slots__ = ("_attached", "_lock", "_token", "events", "http_bound", "identified", "record", "span")
+    __slots__ = ("_attached", "_lock", "_token", "events", "http_attributes", "identified", "record", "span")
 
     def __init__(self, span: SdkSpan) -> None:
         self.span = span
         self.identified: dict[str, Scalar] | None = None
         self.events: list[LiveEvent] = []
-        self.http_bound = False
+        self.http_attributes: dict[str, str] | None = None
         self.record: Any = None  # the RequestRecord facade, built on first use
         self._lock = threading.Lock()
         self._token: object = None
@@ -67,19 +68,29 @@ class RequestState:
 
     def bind_http(self, environ: Mapping[str, Any], config: Config) -> None:
         """Put the resolved client IP on the span (``client.address``), the peer beside it."""
-        if self.http_bound:
+        if self.http_attributes is not None:
             return
-        self.http_bound = True
         client = resolve_client_ip(environ, config.ip_header, config.trusted_proxies)
-        attributes: dict[str, AttributeValue] = {}
+        attributes: dict[str, str] = {}
         if client.address is not None:
             attributes[_schema.CLIENT_ADDRESS] = client.address
         if client.peer is not None:
             attributes[_schema.NETWORK_PEER_ADDRESS] = client.peer
         if client.source != PEER:
             attributes[_schema.CLIENT_IP_SOURCE] = client.source
+        self.http_attributes = attributes
         if attributes and not self.ended:
             self.span.set_attributes(attributes)
+
+    def restore_http_attributes(self) -> None:
+        """At span end: put back our client attributes if the instrumentation overwrote them."""
+        wanted = self.http_attributes
+        if not wanted:
+            return
+        current = self.span.attributes or {}
+        changed = {key: value for key, value in wanted.items() if current.get(key) != value}
+        if changed:
+            restore_attributes_while_ending(self.span, changed)
 
     def identify(self, identifiers: dict[str, Scalar], traits: Mapping[str, AttributeValue]) -> bool:
         """Associate the user with the request (first call wins); False if another user already was."""
