@@ -20,12 +20,11 @@ from sqreen_otel._log import logger
 def pre_instrument() -> None:
     """Configure sqreen_otel from the environment; never breaks the host's start-up."""
     try:
-        from sqreen_otel._config import current_config
         from sqreen_otel._sdk_bridge import configure_sdk_from_environment
         from sqreen_otel._setup import configure
 
-        if current_config().disable:
-            return
+        # Set up the host's tracing even when SQREEN_DISABLE is set: disabling us must not
+        # disable them. configure() itself installs nothing when disabled.
         if not isinstance(trace.get_tracer_provider(), SdkTracerProvider):
             logger.info("No OpenTelemetry SDK configurator ran; sqreen_otel configures the SDK from OTEL_*.")
             configure_sdk_from_environment()

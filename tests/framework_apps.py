@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
+#: The events every view records, in order, on the request span.
+EVENT_NAMES = ["users.login.failure", "report.exported", "sq.identify", "users.signup", "rendered"]
+
+
 def track_request(tracer_provider: TracerProvider) -> None:
     """What every view does (the instrumentations differ, the calls do not)."""
     sqreen_otel.auth_track(False, username="ann")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 CLIENT_IP = "203.0.114.7"
 HEADERS = {"X-Forwarded-For": f"{CLIENT_IP}, 10.0.0.2", "User-Agent": "pytest-agent/1.0"}
 PEER = {"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "50000"}  # real servers set them; the test client does not
-EXPECTED_EVENTS = ["users.login.failure", "report.exported", "sq.identify", "users.signup", "rendered"]
+EXPECTED_EVENTS = framework_apps.EVENT_NAMES
 
 
 @pytest.fixture(scope="session")

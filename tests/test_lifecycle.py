@@ -1,0 +1,49 @@
+"""Interpreter exit and fork are normal operating conditions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PROBE = Path(__file__).with_name("lifecycle_probe.py")
+
+
+def run(scenario: str, tmp_path: Path) -> tuple[int, list[dict[str, object]]]:
+    out = tmp_path / "exports.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SQREEN_"))}
+    completed = subprocess.run(
+        [sys.executable, str(PROBE), scenario, str(out)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    return int(completed.stdout.strip()), lines
+
+
+def events_by_pid(lines: list[dict[str, object]]) -> dict[object, list[object]]:
+    by_pid: dict[object, list[object]] = {}
+    for line in lines:
+        by_pid.setdefault(line["pid"], []).extend(line["events"])  # type: ignore[arg-type]
+    return by_pid
+
+
+def test_events_queued_at_a_normal_exit_are_delivered(tmp_path: Path) -> None:
+    pid, lines = run("exit", tmp_path)
+    assert events_by_pid(lines) == {pid: ["exit.in.request", "exit.no.request"]}
+
+
+def test_after_fork_each_process_delivers_its_own_events_exactly_once(tmp_path: Path) -> None:
+    parent, lines = run("fork", tmp_path)
+    by_pid = events_by_pid(lines)
+    assert set(by_pid) - {parent}, "the child delivered nothing"
+    (child,) = set(by_pid) - {parent}
+    assert by_pid[child] == ["child.event"]  # the parent's queued events are not sent twice
+    assert sorted(by_pid[parent]) == ["fork.in.request", "fork.no.request", "parent.after.fork"]  # type: ignore[type-var]

@@ -1,0 +1,80 @@
+"""Zero-code: ``opentelemetry-instrument python app.py`` enables the SDK, no code change."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+APP = Path(__file__).with_name("zero_code_app.py")
+INSTRUMENT = Path(sys.executable).with_name("opentelemetry-instrument")
+
+
+def json_objects(text: str) -> list[dict[str, Any]]:
+    """The JSON spans a ConsoleSpanExporter printed (pretty-printed, one after the other)."""
+    decoder = json.JSONDecoder()
+    objects, index = [], 0
+    while (start := text.find("{", index)) >= 0:
+        try:
+            value, index = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            index = start + 1
+            continue
+        objects.append(value)
+    return objects
+
+
+def run(extra_env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the app from its own directory, as a deployment would (opentelemetry-instrument
+    puts the working directory on sys.path; ours would shadow the installed package)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SQREEN_"))}
+    env.update(
+        OTEL_SERVICE_NAME="zero-code-test",
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="django",
+        SQREEN_EXPORTER="console",
+        **extra_env,
+    )
+    return subprocess.run(
+        [str(INSTRUMENT), sys.executable, str(APP)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def event_names(span: dict[str, Any]) -> list[str]:
+    return [event["name"] for event in span["events"]]
+
+
+def test_opentelemetry_instrument_enables_the_sdk_and_ships_unsampled_events(tmp_path: Path) -> None:
+    completed = run({}, tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    ours = [s for s in json_objects(completed.stderr) if s.get("kind") == "SpanKind.SERVER"]
+    app = [s for s in json_objects(completed.stdout) if s.get("kind") == "SpanKind.SERVER"]
+    assert sorted(s["attributes"]["http.target"] for s in ours) == [
+        "/login?user=sampled",
+        "/login?user=unsampled",
+    ]
+    for span in ours:
+        assert event_names(span) == ["users.login.failure", "login.page"]
+        assert span["events"][1]["attributes"]["sqreen.properties.user_known"] is False
+    # The app's own pipeline kept its sampling decision: only the sampled request.
+    assert [s["attributes"]["http.target"] for s in app] == ["/login?user=sampled"]
+    assert event_names(app[0]) == ["users.login.failure", "login.page"]
+
+
+def test_sqreen_disable_turns_zero_code_off(tmp_path: Path) -> None:
+    completed = run({"SQREEN_DISABLE": "1"}, tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert [s for s in json_objects(completed.stderr) if s.get("kind") == "SpanKind.SERVER"] == []
+    (app_span,) = [s for s in json_objects(completed.stdout) if s.get("kind") == "SpanKind.SERVER"]
+    assert app_span["events"] == []
