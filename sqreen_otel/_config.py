@@ -64,7 +64,8 @@ T = TypeVar("T")
 class _Setting(Generic[T]):
     field: str
     env: str
-    parse: Callable[[Any], T]
+    parse: Callable[[Any], T]  # takes the environment's str, or an argument of ``argument_types``
+    argument_types: tuple[type, ...]
 
 
 def _parse_bool(value: Any) -> bool:
@@ -170,15 +171,21 @@ def _parse_exporter(value: Any) -> str:
     return name
 
 
+_NONE = type(None)
 _SETTINGS: tuple[_Setting[Any], ...] = (
-    _Setting("disable", "SQREEN_DISABLE", _parse_bool),
-    _Setting("ip_header", "SQREEN_IP_HEADER", _parse_header_name),
-    _Setting("trusted_proxies", "SQREEN_TRUSTED_PROXIES", _parse_networks),
-    _Setting("max_event_properties", "SQREEN_MAX_EVENT_PROPERTIES", _int_in(1, MAX_EVENT_PROPERTIES_CEILING)),
-    _Setting("log_level", "SQREEN_LOG_LEVEL", _parse_log_level),
-    _Setting("exporter", "SQREEN_EXPORTER", _parse_exporter),
-    _Setting("heartbeat_delay", "SQREEN_HEARTBEAT_DELAY", _float_in(0.01, 3600.0)),
-    _Setting("max_queue_length", "SQREEN_MAX_QUEUE_LENGTH", _int_in(1, 10_000_000)),
+    _Setting("disable", "SQREEN_DISABLE", _parse_bool, (bool,)),
+    _Setting("ip_header", "SQREEN_IP_HEADER", _parse_header_name, (str, _NONE)),
+    _Setting("trusted_proxies", "SQREEN_TRUSTED_PROXIES", _parse_networks, (str, list, tuple, _NONE)),
+    _Setting(
+        "max_event_properties",
+        "SQREEN_MAX_EVENT_PROPERTIES",
+        _int_in(1, MAX_EVENT_PROPERTIES_CEILING),
+        (int,),
+    ),
+    _Setting("log_level", "SQREEN_LOG_LEVEL", _parse_log_level, (str, _NONE)),
+    _Setting("exporter", "SQREEN_EXPORTER", _parse_exporter, (str,)),
+    _Setting("heartbeat_delay", "SQREEN_HEARTBEAT_DELAY", _float_in(0.01, 3600.0), (int, float)),
+    _Setting("max_queue_length", "SQREEN_MAX_QUEUE_LENGTH", _int_in(1, 10_000_000), (int,)),
 )
 
 SETTING_NAMES = tuple(setting.field for setting in _SETTINGS)
@@ -196,8 +203,15 @@ def build_config(overrides: Mapping[str, Any], environ: Mapping[str, str] | None
     values: dict[str, Any] = {}
     for setting in _SETTINGS:
         if setting.field in overrides:
+            value = overrides[setting.field]
+            accepted = setting.argument_types
+            if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
+                names = " or ".join("None" if t is _NONE else t.__name__ for t in accepted)
+                raise TypeError(
+                    f"configure({setting.field}=...): expected {names}, got {type(value).__name__}"
+                )
             try:
-                values[setting.field] = setting.parse(overrides[setting.field])
+                values[setting.field] = setting.parse(value)
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f"configure({setting.field}=...): {exc}") from None
             continue

@@ -67,6 +67,7 @@ def configure(
     if config.disable:
         return config
     if not isinstance(provider, SdkTracerProvider):
+        use_provider(None)
         warn_once(
             "no_sdk_provider",
             "sqreen_otel needs an OpenTelemetry SDK TracerProvider (got %s): set one up before "

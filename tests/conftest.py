@@ -12,6 +12,7 @@ from opentelemetry import context as otel_context
 
 from sqreen_otel._config import build_config, set_current_config
 from sqreen_otel._log import log_once
+from sqreen_otel._placement import use_provider
 from sqreen_otel._stats import stats
 
 
@@ -22,6 +23,7 @@ def _isolation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith("SQREEN_"):
             monkeypatch.delenv(name)
     set_current_config(build_config({}))
+    use_provider(None)
     stats.reset()
     log_once.reset()
     token = otel_context.attach(otel_context.Context())

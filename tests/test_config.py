@@ -1,0 +1,151 @@
+"""One validated config object: environment, arguments, defaults, and the public facade."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _support import Otel
+from opentelemetry.sdk.trace import TracerProvider
+
+import sqreen_otel
+from sqreen_otel import Config
+from sqreen_otel._config import ENVIRONMENT_VARIABLES, build_config
+
+
+def test_defaults() -> None:
+    assert build_config({}, environ={}) == Config(
+        disable=False,
+        ip_header=None,
+        trusted_proxies=(),
+        max_event_properties=16,
+        log_level=None,
+        exporter="console",
+        heartbeat_delay=60.0,
+        max_queue_length=10000,
+    )
+
+
+def test_every_setting_has_a_sqreen_environment_variable() -> None:
+    assert set(ENVIRONMENT_VARIABLES) == set(Config.__dataclass_fields__)
+    assert all(name.startswith("SQREEN_") for name in ENVIRONMENT_VARIABLES.values())
+
+
+def test_environment_values_are_parsed() -> None:
+    config = build_config(
+        {},
+        environ={
+            "SQREEN_DISABLE": "yes",
+            "SQREEN_IP_HEADER": "X-Real-Client",
+            "SQREEN_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32 ,192.168.1.1",
+            "SQREEN_MAX_EVENT_PROPERTIES": "32",
+            "SQREEN_LOG_LEVEL": "debug",
+            "SQREEN_EXPORTER": "none",
+            "SQREEN_HEARTBEAT_DELAY": "1.5",
+            "SQREEN_MAX_QUEUE_LENGTH": "50",
+        },
+    )
+    assert config.disable is True
+    assert config.ip_header == "x-real-client"
+    assert config.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("2001:db8::/32"),
+        ipaddress.ip_network("192.168.1.1/32"),
+    )
+    assert (config.max_event_properties, config.log_level, config.exporter) == (32, "DEBUG", "none")
+    assert (config.heartbeat_delay, config.max_queue_length) == (1.5, 50)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SQREEN_DISABLE", "maybe"),
+        ("SQREEN_IP_HEADER", "bad header"),
+        ("SQREEN_TRUSTED_PROXIES", "10.0.0.0/8, not-a-network"),
+        ("SQREEN_MAX_EVENT_PROPERTIES", "0"),
+        ("SQREEN_MAX_EVENT_PROPERTIES", "lots"),
+        ("SQREEN_LOG_LEVEL", "chatty"),
+        ("SQREEN_EXPORTER", "carrier-pigeon"),
+        ("SQREEN_HEARTBEAT_DELAY", "-1"),
+    ],
+)
+def test_a_bad_environment_value_warns_naming_the_variable_and_uses_the_default(
+    variable: str, value: str, sqreen_logs: pytest.LogCaptureFixture
+) -> None:
+    config = build_config({}, environ={variable: value})
+    assert config == Config()
+    (record,) = [r for r in sqreen_logs.records if variable in r.getMessage()]
+    assert "using the default" in record.getMessage()
+
+
+def test_arguments_beat_the_environment(otel: Otel, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SQREEN_MAX_EVENT_PROPERTIES", "5")
+    monkeypatch.setenv("SQREEN_IP_HEADER", "x-from-env")
+    config = sqreen_otel.configure(tracer_provider=otel.provider, exporter=otel.ours, max_event_properties=7)
+    assert config.max_event_properties == 7
+    assert config.ip_header == "x-from-env"
+    assert sqreen_otel.current_config() is config
+
+
+def test_bad_arguments_raise_at_configure_time(otel: Otel) -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'max_props'"):
+        sqreen_otel.configure(max_props=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="max_event_properties"):
+        sqreen_otel.configure(max_event_properties="3")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_event_properties"):
+        sqreen_otel.configure(max_event_properties=0)
+    with pytest.raises(ValueError, match="unknown exporter"):
+        sqreen_otel.configure(exporter="carrier-pigeon")
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        sqreen_otel.configure(trusted_proxies=["10.0.0.0/33"])
+
+
+def test_configure_is_idempotent_per_provider(otel: Otel) -> None:
+    for _ in range(3):
+        sqreen_otel.configure(tracer_provider=otel.provider, exporter=otel.ours)
+    processors = otel.provider._active_span_processor._span_processors  # counting installs
+    assert sum(isinstance(p, sqreen_otel.SqreenSpanProcessor) for p in processors) == 1
+    assert not isinstance(otel.provider.sampler.delegate, sqreen_otel.SecurityEventSampler)  # type: ignore[attr-defined]
+
+
+def test_configure_without_an_sdk_provider_warns_and_does_not_crash(
+    sqreen_logs: pytest.LogCaptureFixture,
+) -> None:
+    from opentelemetry.trace import NoOpTracerProvider
+
+    sqreen_otel.configure(tracer_provider=NoOpTracerProvider())
+    assert any("needs an OpenTelemetry SDK TracerProvider" in r.getMessage() for r in sqreen_logs.records)
+    assert sqreen_otel.track("still.fine") is False  # no span can record it, and the loss is counted
+    assert sqreen_otel.stats()["events_lost_unsampled"] == 1
+
+
+def test_importing_with_bad_environment_values_never_crashes(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQREEN_")}
+    env.update(dict.fromkeys(ENVIRONMENT_VARIABLES.values(), "bad value ☃"))
+    code = "import sqreen_otel; print(sqreen_otel.track('x'), sqreen_otel.current_config().exporter)"
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["False", "console"]
+    assert completed.stderr.count("Ignoring SQREEN_") == len(ENVIRONMENT_VARIABLES)
+
+
+def test_public_api_is_exactly_the_facade() -> None:
+    public = {name for name in dir(sqreen_otel) if not name.startswith("_")} - {"exporters", "wsgi"}
+    assert sorted(sqreen_otel.__all__) == sorted(public | {"__version__"})
+    assert all(getattr(sqreen_otel, name) is not None for name in sqreen_otel.__all__)
+
+
+def test_the_tracer_provider_fixture_is_the_sdk_one(otel: Otel) -> None:
+    assert isinstance(otel.provider, TracerProvider)
