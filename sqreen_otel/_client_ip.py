@@ -16,6 +16,7 @@ does not parse as an IP address is skipped.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
@@ -52,8 +53,29 @@ def _environ_key(header: str) -> str:
     return "HTTP_" + header.upper().replace("-", "_")
 
 
+_ENVIRON_KEYS = {header: _environ_key(header) for header in SQREEN_HEADERS}
+_SNAPSHOT_KEYS = ("REMOTE_ADDR", *_ENVIRON_KEYS.values())
+
+
+Inputs = tuple[tuple[str, Any], ...]
+
+
+def snapshot(environ: Mapping[str, Any], ip_header: str | None) -> Inputs:
+    """The environ values resolution reads, copied at request start.
+
+    Cheap (a few dict lookups) and immune to later rewrites of the environ by the app (for
+    example werkzeug's ProxyFix replacing REMOTE_ADDR). Also the key of the resolution cache.
+    """
+    return tuple([(key, environ[key]) for key in _keys(ip_header) if key in environ])
+
+
+@functools.lru_cache(maxsize=4096)
 def parse_address(token: str) -> IPAddress | None:
-    """An IP from ``1.2.3.4``, ``1.2.3.4:80``, ``[v6]:80``, ``v6`` or a quoted form; else None."""
+    """An IP from ``1.2.3.4``, ``1.2.3.4:80``, ``[v6]:80``, ``v6`` or a quoted form; else None.
+
+    Cached: the same proxies and clients come back request after request, and ``ipaddress``
+    parsing is the costly part of resolution. A miss costs what an uncached parse does.
+    """
     text = token.strip().strip('"').strip()
     if not text:
         return None
@@ -105,8 +127,21 @@ def _addresses(header: str, raw: str) -> Iterator[IPAddress]:
                 yield address
 
 
+@functools.lru_cache(maxsize=4096)
+def _kind(address: IPAddress) -> int:
+    """_GLOBAL, _PRIVATE (private and not loopback: Sqreen's fallback) or _OTHER; cached."""
+    if address.is_global:
+        return _GLOBAL
+    if address.is_private and not address.is_loopback:
+        return _PRIVATE
+    return _OTHER
+
+
+_GLOBAL, _PRIVATE, _OTHER = 0, 1, 2
+
+
 def _header(environ: Mapping[str, Any], header: str) -> str | None:
-    value = environ.get(_environ_key(header))
+    value = environ.get(_ENVIRON_KEYS.get(header) or _environ_key(header))
     return value if isinstance(value, str) and value else None
 
 
@@ -126,6 +161,24 @@ def resolve_client_ip(
     environ: Mapping[str, Any], ip_header: str | None, trusted_proxies: tuple[IPNetwork, ...]
 ) -> ClientIP:
     """Resolve the client address of one request (see the module docstring for the rules)."""
+    return resolve_snapshot(snapshot(environ, ip_header), ip_header, trusted_proxies)
+
+
+@functools.lru_cache(maxsize=64)
+def _keys(ip_header: str | None) -> tuple[str, ...]:
+    return _SNAPSHOT_KEYS if ip_header is None else (*_SNAPSHOT_KEYS, _environ_key(ip_header))
+
+
+@functools.lru_cache(maxsize=4096)
+def resolve_snapshot(
+    inputs: Inputs, ip_header: str | None, trusted_proxies: tuple[IPNetwork, ...]
+) -> ClientIP:
+    """Cached on the exact inputs: the same client behind the same proxies resolves once.
+
+    A client sending a new forged header on every request only causes cache misses, each
+    costing what an uncached resolution does.
+    """
+    environ = dict(inputs)
     peer, peer_text = _peer(environ)
     if trusted_proxies:
         return _trusted_mode(environ, ip_header, trusted_proxies, peer, peer_text)
@@ -144,11 +197,12 @@ def _sqreen_mode(
         if raw is None:
             continue
         for address in _addresses(header, raw):
-            if address.is_global:
+            kind = _kind(address)
+            if kind == _GLOBAL:
                 return ClientIP(str(address), header, peer_text)
-            if fallback is None and address.is_private and not address.is_loopback:
+            if fallback is None and kind == _PRIVATE:
                 fallback = (address, header)
-    if fallback is not None and (peer is None or not peer.is_global):
+    if fallback is not None and (peer is None or _kind(peer) != _GLOBAL):
         return ClientIP(str(fallback[0]), fallback[1], peer_text)
     return ClientIP(peer_text, PEER, peer_text)
 

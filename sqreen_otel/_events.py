@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from types import MappingProxyType
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
 
 from sqreen_otel import _schema
 from sqreen_otel._normalize import AttributeValue, Scalar
+
+# One lock for every event's tiny update/finalise sections: cheaper than one per event, and
+# contention is negligible (a few dict assignments under it).
+_LOCK = threading.Lock()
 
 
 def user_attributes(identifiers: Mapping[str, Scalar]) -> dict[str, AttributeValue]:
@@ -49,7 +53,6 @@ class LiveEvent(Event):
         extra: Mapping[str, AttributeValue] | None = None,
     ) -> None:
         super().__init__(name, None, timestamp_ns)
-        self._lock = threading.Lock()
         self._event_type = event_type
         self._properties: Mapping[str, AttributeValue] = {}
         self._dropped_properties = 0
@@ -58,7 +61,7 @@ class LiveEvent(Event):
         self._extra = extra
         self._owner: ReadableSpan | None = None
         self._limits: tuple[int | None, int | None] = (None, None)
-        self._final: BoundedAttributes | None = None
+        self._final: tuple[Mapping[str, AttributeValue], int] | None = None  # (attributes, dropped)
 
     def place(self, owner: ReadableSpan, limits: tuple[int | None, int | None]) -> None:
         """Record which span carries the event (its end makes the event final)."""
@@ -81,7 +84,7 @@ class LiveEvent(Event):
         timestamp_ns: int | None = None,
     ) -> bool:
         """Replace the given options; False (nothing changed) if the event is already final."""
-        with self._lock:
+        with _LOCK:
             if self._final is not None:
                 return False
             if properties is not None:
@@ -94,32 +97,44 @@ class LiveEvent(Event):
 
     def finalize(self) -> None:
         """Freeze the attributes as they are now (the span is ending)."""
-        with self._lock:
+        with _LOCK:
             if self._final is None:
                 self._final = self._build()
 
-    def _build(self) -> BoundedAttributes:
-        # Ours last: if OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT bites, the SDK evicts the oldest keys first.
+    def _build(self) -> tuple[Mapping[str, AttributeValue], int]:
+        """Read-only attributes and how many the span's limits dropped (as the SDK counts them).
+
+        Values are already valid attribute values (normalised at the call), so unlike
+        ``span.add_event`` nothing is cleaned again here; the span's limits still apply:
+        ``OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`` evicts the oldest keys (ours come last, so they
+        survive), ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` truncates strings.
+        """
         values: dict[str, AttributeValue] = {
             _schema.PROPERTIES_PREFIX + key: value for key, value in self._properties.items()
         }
-        values.update(user_attributes(self._identifiers))
-        if self._user_source is not None and self._identifiers:
-            values[_schema.USER_SOURCE] = self._user_source
+        if self._identifiers:
+            values.update(user_attributes(self._identifiers))
+            if self._user_source is not None:
+                values[_schema.USER_SOURCE] = self._user_source
         if self._extra:
             values.update(self._extra)
         if self._dropped_properties:
             values[_schema.DROPPED_PROPERTIES] = self._dropped_properties
         values[_schema.EVENT_TYPE] = self._event_type
         max_attributes, max_length = self._limits
-        return BoundedAttributes(max_attributes, values, immutable=True, max_value_len=max_length)
+        if max_length is not None:
+            values = {key: _truncated(value, max_length) for key, value in values.items()}
+        dropped = 0
+        if max_attributes is not None and len(values) > max_attributes:
+            dropped = len(values) - max_attributes
+            values = dict(list(values.items())[dropped:])
+        return MappingProxyType(values), dropped
 
-    @property
-    def attributes(self) -> BoundedAttributes:
+    def _attributes_and_dropped(self) -> tuple[Mapping[str, AttributeValue], int]:
         final = self._final
         if final is not None:
             return final
-        with self._lock:
+        with _LOCK:
             if self._final is not None:
                 return self._final
             built = self._build()
@@ -129,5 +144,17 @@ class LiveEvent(Event):
             return built
 
     @property
+    def attributes(self) -> Mapping[str, AttributeValue]:
+        return self._attributes_and_dropped()[0]
+
+    @property
     def dropped_attributes(self) -> int:
-        return self.attributes.dropped
+        return self._attributes_and_dropped()[1]
+
+
+def _truncated(value: AttributeValue, limit: int) -> AttributeValue:
+    if isinstance(value, str):
+        return value[:limit]
+    if isinstance(value, tuple) and value and isinstance(value[0], str):
+        return tuple(item[:limit] for item in value)
+    return value

@@ -58,7 +58,7 @@ def check_event_name(name: object, where: str) -> str:
 
 def check_mapping(value: object, argument: str, where: str) -> Mapping[Any, Any] | None:
     """``value`` if it is a mapping or None, else ``TypeError`` naming ``argument``."""
-    if value is None or isinstance(value, Mapping):
+    if value is None or type(value) is dict or isinstance(value, Mapping):
         return value
     raise ArgumentTypeError(f"{where}: {argument} must be a mapping or None, got {_type_name(value)}")
 
@@ -234,6 +234,26 @@ class _Flattener:
         self.out[key] = value
 
 
+def _flat_and_clean(properties: Mapping[Any, Any], max_properties: int) -> dict[str, AttributeValue] | None:
+    """The common case, cheaply: a copy if every key is a short ASCII str and every value a plain
+    scalar within the limits; None sends anything else through the general path."""
+    if type(properties) is not dict or len(properties) > max_properties:
+        return None
+    for key, value in properties.items():
+        if type(key) is not str or not key or len(key) > MAX_KEY_LENGTH or not key.isascii():
+            return None
+        kind = type(value)
+        if kind is str:
+            if len(value) > MAX_VALUE_LENGTH or not value.isascii():
+                return None
+        elif kind is int:
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                return None
+        elif kind is not bool and kind is not float:
+            return None
+    return dict(properties)
+
+
 def normalize_properties(
     properties: Mapping[Any, Any] | None, max_properties: int, event_name: str
 ) -> tuple[dict[str, AttributeValue], int]:
@@ -245,6 +265,9 @@ def normalize_properties(
     """
     if not properties:
         return {}, 0
+    flat = _flat_and_clean(properties, max_properties)
+    if flat is not None:
+        return flat, 0
     items, dropped = _sort_items(properties)
     if len(items) > max_properties:
         dropped += len(items) - max_properties

@@ -1,19 +1,16 @@
 """``SqreenSpanProcessor``: binds request state to request spans and ships spans with events.
 
 * ``on_start`` (request thread): for a local-root SERVER span, create the request state,
-  bind the client IP from the WSGI environ the middleware left, and attach the state to the
-  current context (see ``_state``). Cheap: no I/O, no locks of ours.
+  snapshot the client-IP inputs from the WSGI environ the middleware left, and attach the
+  state to the current context (see ``_state``). Cheap: no I/O, no locks of ours.
 * ``_on_ending`` (SDK hook, before any ``on_end``): finalise the span's security events (so
-  every processor sees the same values), detach the state, put back the resolved
-  client IP if the instrumentation overwrote it after the span started, and re-emit our
-  events that ``OTEL_SPAN_EVENT_COUNT_LIMIT`` pushed out of the span.
+  every processor sees the same values), detach the state, write the resolved client IP,
+  and re-emit our events that ``OTEL_SPAN_EVENT_COUNT_LIMIT`` pushed out of the span.
 * ``on_end``: hand the spans that carry our events, sampled or not, to the export worker
   (O(1) append); leave every other span to the host's own pipeline.
 """
 
 from __future__ import annotations
-
-import weakref
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
@@ -26,18 +23,23 @@ from sqreen_otel._events import LiveEvent
 from sqreen_otel._export import ExportWorker
 from sqreen_otel._guard import report_internal_error
 from sqreen_otel._placement import rescue_evicted
+from sqreen_otel._sdk_bridge import has_events
 from sqreen_otel._state import RequestState, pending_environ
+
+_MAX_OPEN_REQUESTS = 100_000  # bounds the map if an instrumentation never ends its spans
 
 
 def carries_events(span: ReadableSpan) -> bool:
-    return any(isinstance(event, LiveEvent) for event in span.events)
+    return has_events(span) and any(isinstance(event, LiveEvent) for event in span.events)
 
 
 class SqreenSpanProcessor(SpanProcessor):
     """Request binding for the SDK, and the export side of security events."""
 
     def __init__(self, exporter: SpanExporter | None = None, config: Config | None = None) -> None:
-        self._states: weakref.WeakKeyDictionary[SdkSpan, RequestState] = weakref.WeakKeyDictionary()
+        # id(span) -> state of open request spans. The state holds the span, so an id cannot be
+        # reused while it is in the map; entries leave in _on_ending.
+        self._states: dict[int, RequestState] = {}
         self._worker: ExportWorker | None = None
         self.set_exporter(exporter, config or current_config())
 
@@ -71,20 +73,28 @@ class SqreenSpanProcessor(SpanProcessor):
             environ = pending_environ.get()
             if environ is not None:
                 state.bind_http(environ, config)
-            self._states[span] = state
+            states = self._states
+            if len(states) >= _MAX_OPEN_REQUESTS:
+                states.pop(next(iter(states)))  # the oldest: a span that never ended
+            states[id(span)] = state
             state.attach()
         except Exception as exc:  # noqa: BLE001 - never raise into the span lifecycle
             report_internal_error("on_start", exc)
 
     def _on_ending(self, span: SdkSpan) -> None:
         try:
-            for event in span.events:
-                if isinstance(event, LiveEvent):
+            state = self._states.pop(id(span), None)
+            if state is None:
+                if has_events(span):  # events recorded without request state (a job's span)
+                    for event in span.events:
+                        if isinstance(event, LiveEvent):
+                            event.finalize()
+                return
+            state.detach()
+            state.finish_http()
+            if state.events:
+                for event in state.events:
                     event.finalize()
-            state = self._states.pop(span, None)
-            if state is not None:
-                state.detach()
-                state.restore_http_attributes()
                 rescue_evicted(state)
         except Exception as exc:  # noqa: BLE001 - never raise into the span lifecycle
             report_internal_error("on_ending", exc)

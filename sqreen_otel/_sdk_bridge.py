@@ -9,17 +9,18 @@ instead of silently losing events.
   and ``_add_event`` logs a warning into the host's logs when the span just ended).
 * ``event_limits``: the span's limits for event attributes, so our events get the same
   bounds the SDK would apply.
-* ``restore_attributes_while_ending``: the specification's ``OnEnding`` lets a processor
-  still change the span; the Python SDK freezes its attributes just before calling
-  ``_on_ending``. Used to put back the resolved client IP that an instrumentation overwrote
-  after the span started (Flask and Django re-set their start attributes).
+* ``set_attributes_while_ending``: the specification's ``OnEnding`` lets a processor still
+  change the span; the Python SDK freezes its attributes just before calling
+  ``_on_ending``. Used to write the resolved client IP once the instrumentation is done
+  with the span (Flask and Django re-set their start attributes after the span started).
+* ``has_events``: whether a span holds events, without the copy ``span.events`` makes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry.sdk.trace import Event, SpanLimits
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import Span
 
@@ -40,12 +41,18 @@ def add_event_if_open(span: SdkSpan, event: Event) -> bool:
         return True
 
 
-def restore_attributes_while_ending(span: SdkSpan, attributes: dict[str, str]) -> None:
+def set_attributes_while_ending(span: SdkSpan, attributes: dict[str, str]) -> None:
     """Set already-clean string attributes on a span in ``_on_ending`` (before any ``on_end``)."""
     store: Any = span._attributes  # a BoundedAttributes, frozen by Span.end()
     with store._lock:
         for key, value in attributes.items():
             store._setitem_locked(key, value)
+
+
+def has_events(span: ReadableSpan) -> bool:
+    """Whether the span holds any event, without copying them (``span.events`` copies)."""
+    events = getattr(span, "_events", None)
+    return bool(events) if events is not None else bool(span.events)
 
 
 def max_events(span: SdkSpan) -> int | None:

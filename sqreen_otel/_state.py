@@ -21,13 +21,14 @@ from opentelemetry import context
 from opentelemetry.sdk.trace import Span as SdkSpan
 
 from sqreen_otel import _schema
-from sqreen_otel._client_ip import PEER, resolve_client_ip
+from sqreen_otel._client_ip import PEER, Inputs, resolve_snapshot, snapshot
 from sqreen_otel._config import Config
 from sqreen_otel._events import LiveEvent, user_attributes
 from sqreen_otel._normalize import AttributeValue, Scalar
-from sqreen_otel._sdk_bridge import restore_attributes_while_ending
+from sqreen_otel._sdk_bridge import set_attributes_while_ending
 
 _STATE_KEY = context.create_key("sqreen_otel.request")
+_IDENTIFY_LOCK = threading.Lock()
 
 pending_environ: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "sqreen_otel.pending_environ", default=None
@@ -37,15 +38,14 @@ pending_environ: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.
 class RequestState:
     """What we know about one request: its span, its identified user, its events."""
 
-    __slots__ = ("_attached", "_lock", "_token", "events", "http_attributes", "identified", "record", "span")
+    __slots__ = ("_attached", "_token", "events", "http_inputs", "identified", "record", "span")
 
     def __init__(self, span: SdkSpan) -> None:
         self.span = span
         self.identified: dict[str, Scalar] | None = None
         self.events: list[LiveEvent] = []
-        self.http_attributes: dict[str, str] | None = None
+        self.http_inputs: tuple[Inputs, Config] | None = None
         self.record: Any = None  # the RequestRecord facade, built on first use
-        self._lock = threading.Lock()
         self._token: object = None
         self._attached: context.Context | None = None
 
@@ -67,10 +67,20 @@ class RequestState:
         self._attached = None
 
     def bind_http(self, environ: Mapping[str, Any], config: Config) -> None:
-        """Put the resolved client IP on the span (``client.address``), the peer beside it."""
-        if self.http_attributes is not None:
+        """Remember the request's client-IP inputs; resolved once, when the span ends."""
+        if self.http_inputs is None:
+            self.http_inputs = (snapshot(environ, config.ip_header), config)
+
+    def finish_http(self) -> None:
+        """At span end: ``client.address`` (resolved), ``network.peer.address`` (the peer).
+
+        Written once, after the instrumentation is done with the span (Flask and Django re-set
+        their start attributes after the span started, which would overwrite an earlier write).
+        """
+        if self.http_inputs is None:
             return
-        client = resolve_client_ip(environ, config.ip_header, config.trusted_proxies)
+        inputs, config = self.http_inputs
+        client = resolve_snapshot(inputs, config.ip_header, config.trusted_proxies)
         attributes: dict[str, str] = {}
         if client.address is not None:
             attributes[_schema.CLIENT_ADDRESS] = client.address
@@ -78,23 +88,12 @@ class RequestState:
             attributes[_schema.NETWORK_PEER_ADDRESS] = client.peer
         if client.source != PEER:
             attributes[_schema.CLIENT_IP_SOURCE] = client.source
-        self.http_attributes = attributes
-        if attributes and not self.ended:
-            self.span.set_attributes(attributes)
-
-    def restore_http_attributes(self) -> None:
-        """At span end: put back our client attributes if the instrumentation overwrote them."""
-        wanted = self.http_attributes
-        if not wanted:
-            return
-        current = self.span.attributes or {}
-        changed = {key: value for key, value in wanted.items() if current.get(key) != value}
-        if changed:
-            restore_attributes_while_ending(self.span, changed)
+        if attributes:
+            set_attributes_while_ending(self.span, attributes)
 
     def identify(self, identifiers: dict[str, Scalar], traits: Mapping[str, AttributeValue]) -> bool:
         """Associate the user with the request (first call wins); False if another user already was."""
-        with self._lock:
+        with _IDENTIFY_LOCK:  # rare, tiny critical section: one lock for all requests
             if self.identified is not None:
                 return self.identified == identifiers
             self.identified = identifiers

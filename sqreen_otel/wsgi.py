@@ -62,7 +62,8 @@ class SqreenMiddleware:
             state = current_state()
             if state is not None:  # the request span is already open (an outer OTel middleware)
                 state.bind_http(environ, config)
-            return pending_environ.set(environ)
+                return None
+            return pending_environ.set(environ)  # the span starts inside the app (Flask, Django)
         except Exception as exc:  # noqa: BLE001 - never break the request for our sake
             report_internal_error("SqreenMiddleware", exc)
             return None

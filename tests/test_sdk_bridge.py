@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.sdk.trace import Event, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace import Span as SdkSpan
 
-from sqreen_otel._sdk_bridge import add_event_if_open, event_limits, restore_attributes_while_ending
+from sqreen_otel._sdk_bridge import add_event_if_open, event_limits, set_attributes_while_ending
 
 
 def sdk_span(provider: TracerProvider, **attributes: str) -> SdkSpan:
@@ -28,13 +28,13 @@ def test_add_event_if_open_appends_and_refuses_quietly_after_end(caplog: pytest.
     assert caplog.records == []
 
 
-def test_restore_attributes_while_ending_writes_a_frozen_span() -> None:
+def test_set_attributes_while_ending_writes_a_frozen_span() -> None:
     span = sdk_span(TracerProvider(), **{"client.address": "peer"})
     span.end()
     with pytest.raises(TypeError):
         store: Any = span._attributes  # proves the store is frozen
         store["x"] = "y"
-    restore_attributes_while_ending(span, {"client.address": "client"})
+    set_attributes_while_ending(span, {"client.address": "client"})
     assert dict(span.attributes or {}) == {"client.address": "client"}
 
 

@@ -1,0 +1,243 @@
+"""Benchmarks (``make bench``): ratios of two variants measured side by side in one run.
+
+Each benchmark alternates rounds of variant A and variant B (order swapped every round) so
+machine noise hits both alike, and reports the median of the per-round time ratios. Absolute
+times are printed for context only: they are not comparable across machines.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+
+import sqreen_otel
+from sqreen_otel.wsgi import SqreenMiddleware
+
+PROPERTIES = {f"key_{i}": f"value-{i}" if i % 2 else i for i in range(8)}
+
+
+class NullExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+@dataclass
+class Result:
+    name: str
+    baseline: str
+    ratio: float
+    a_us: float
+    b_us: float
+    target: float | None
+
+    def line(self) -> str:
+        verdict = "" if self.target is None else ("  OK" if self.ratio <= self.target else "  OVER TARGET")
+        target = "" if self.target is None else f" (target <= {self.target:.2f}x)"
+        times = f"[{self.a_us:.2f} us vs {self.b_us:.2f} us per op, median]"
+        return f"{self.name}\n    vs {self.baseline}\n    ratio {self.ratio:.3f}x{target}{verdict}   {times}"
+
+
+def side_by_side(a: Callable[[], float], b: Callable[[], float], rounds: int) -> tuple[float, float, float]:
+    """Median ratio a/b over alternating rounds; each callable returns seconds per op."""
+    ratios, a_times, b_times = [], [], []
+    for index in range(rounds):
+        gc.collect()
+        if index % 2:
+            tb, ta = b(), a()
+        else:
+            ta, tb = a(), b()
+        ratios.append(ta / tb)
+        a_times.append(ta)
+        b_times.append(tb)
+    return statistics.median(ratios), statistics.median(a_times) * 1e6, statistics.median(b_times) * 1e6
+
+
+def bench_track_event(rounds: int, per_span: int = 100) -> list[Result]:
+    """(a) from_context().track_event(name).with_properties(8) vs span.add_event(name, 8 attrs)."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(NullExporter(), schedule_delay_millis=60_000))
+    sqreen_otel.configure(tracer_provider=provider, exporter=NullExporter(), heartbeat_delay=3600)
+    tracer = provider.get_tracer("bench")
+    attributes = {f"sqreen.properties.{k}": v for k, v in PROPERTIES.items()}
+
+    def ours(include_end: bool) -> float:
+        with tracer.start_as_current_span("GET /", kind=SpanKind.SERVER, end_on_exit=False) as span:
+            start = time.perf_counter()
+            for _ in range(per_span):
+                sqreen_otel.from_context().track_event("purchase").with_properties(PROPERTIES)
+            if include_end:
+                span.end()
+            elapsed = time.perf_counter() - start
+        if not include_end:
+            span.end()
+        return elapsed / per_span
+
+    def raw(include_end: bool) -> float:
+        with tracer.start_as_current_span("GET /", kind=SpanKind.SERVER, end_on_exit=False) as span:
+            start = time.perf_counter()
+            for _ in range(per_span):
+                span.add_event("purchase", attributes)
+            if include_end:
+                span.end()
+            elapsed = time.perf_counter() - start
+        if not include_end:
+            span.end()
+        return elapsed / per_span
+
+    call_only = side_by_side(lambda: ours(False), lambda: raw(False), rounds)
+    with_end = side_by_side(lambda: ours(True), lambda: raw(True), rounds)
+    provider.shutdown()
+    return [
+        Result(
+            "(a) from_context().track_event(name).with_properties(8 props), the call",
+            "span.add_event(name, 8 attributes) on the same request span",
+            *call_only,
+            target=1.25,
+        ),
+        Result(
+            "(a') the same, including the span end where our events are finalised",
+            "span.add_event(name, 8 attributes) + span end",
+            *with_end,
+            target=1.25,
+        ),
+    ]
+
+
+def _environ() -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/items",
+        "QUERY_STRING": "page=2",
+        "RAW_URI": "/items?page=2",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "10.0.0.2",
+        "REMOTE_PORT": "51000",
+        "HTTP_HOST": "localhost:8000",
+        "HTTP_USER_AGENT": "bench/1.0",
+        "HTTP_X_FORWARDED_FOR": "203.0.114.7, 10.0.0.2",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+
+
+def _hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+
+
+def bench_request(rounds: int, per_round: int = 200) -> list[Result]:
+    """(b) a request that tracks nothing, OpenTelemetryMiddleware with vs without the sqreen layer."""
+
+    def stack(with_sqreen: bool) -> Callable[..., Iterable[bytes]]:
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(BatchSpanProcessor(NullExporter(), schedule_delay_millis=60_000))
+        if with_sqreen:
+            sqreen_otel.configure(tracer_provider=provider, exporter=NullExporter(), heartbeat_delay=3600)
+            return OpenTelemetryMiddleware(SqreenMiddleware(_hello), tracer_provider=provider)
+        return OpenTelemetryMiddleware(_hello, tracer_provider=provider)
+
+    without, with_sqreen = stack(False), stack(True)
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None
+    ) -> Callable[..., Any]:
+        return lambda data: None
+
+    def run(app: Callable[..., Iterable[bytes]]) -> float:
+        start = time.perf_counter()
+        for _ in range(per_round):
+            body = app(_environ(), start_response)
+            for _chunk in body:
+                pass
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        return (time.perf_counter() - start) / per_round
+
+    result = side_by_side(lambda: run(with_sqreen), lambda: run(without), rounds)
+    return [
+        Result(
+            "(b) a request tracking nothing: OpenTelemetryMiddleware + sqreen layer",
+            "OpenTelemetryMiddleware alone (same provider set-up)",
+            *result,
+            target=1.05,
+        )
+    ]
+
+
+def bench_flask_request(rounds: int, per_round: int = 200) -> list[Result]:
+    """(b'') (b) through Flask + FlaskInstrumentor: a framework's own cost beside ours (context)."""
+    import flask
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    def stack(with_sqreen: bool) -> Any:
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(BatchSpanProcessor(NullExporter(), schedule_delay_millis=60_000))
+        if with_sqreen:
+            sqreen_otel.configure(tracer_provider=provider, exporter=NullExporter(), heartbeat_delay=3600)
+        app = flask.Flask(f"bench_{with_sqreen}")
+        app.add_url_rule("/items", "items", lambda: f"page {flask.request.args.get('page')}")
+        instrumentor: Any = FlaskInstrumentor()
+        instrumentor.instrument_app(app, tracer_provider=provider)
+        if with_sqreen:
+            app.wsgi_app = SqreenMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+        return app.wsgi_app
+
+    without, with_sqreen = stack(False), stack(True)
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None
+    ) -> Callable[..., Any]:
+        return lambda data: None
+
+    def run(app: Callable[..., Iterable[bytes]]) -> float:
+        start = time.perf_counter()
+        for _ in range(per_round):
+            body = app(_environ(), start_response)
+            for _chunk in body:
+                pass
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        return (time.perf_counter() - start) / per_round
+
+    result = side_by_side(lambda: run(with_sqreen), lambda: run(without), rounds)
+    return [
+        Result(
+            "(b'') the same request through Flask + FlaskInstrumentor + sqreen layer (context only)",
+            "Flask + FlaskInstrumentor alone",
+            *result,
+            target=None,
+        )
+    ]
+
+
+def main(argv: list[str]) -> int:
+    rounds = int(argv[1]) if len(argv) > 1 else 41
+    print(f"sqreen-otel benchmarks, Python {sys.version.split()[0]}, {rounds} alternating rounds each\n")
+    results = bench_track_event(rounds) + bench_request(rounds) + bench_flask_request(rounds)
+    for result in results:
+        print(result.line())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
