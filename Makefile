@@ -15,7 +15,8 @@ $(BIN)/python:
 # exporters/ installs as sqreen_otel.exporters through a package-dir mapping. A "strict" editable
 # install materialises that mapping as a link tree that mypy can follow; it must be redone when a
 # module is added or removed, hence the dependency on the package directories. Nothing runs with the repository
-# root on sys.path (python -P, pytest importlib mode), so the mapped package is always the one used.
+# root on sys.path (python -P for pytest in importlib mode; scripts run from their own folders), so the
+# mapped package is always the one used.
 SOURCES := sqreen_otel exporters
 EDITABLE := --config-settings editable_mode=strict
 
@@ -40,10 +41,10 @@ unit: $(DEV_STAMP)
 test: lint typecheck unit
 
 demo: $(DEMO_STAMP)
-	$(BIN)/python -P examples/demo.py
+	$(BIN)/python examples/demo.py
 
 bench: $(DEV_STAMP)
-	$(BIN)/python -P benchmarks/run.py
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info

@@ -7,17 +7,16 @@ claims the generic top-level import name ``exporters``.
 
 from __future__ import annotations
 
-import sys
+from opentelemetry.sdk.trace.export import SpanExporter
+from sqreen_otel.exporters.console import ConsoleEventExporter
 
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
-
-__all__ = ["build_exporter"]
+__all__ = ["ConsoleEventExporter", "build_exporter"]
 
 
 def build_exporter(name: str) -> SpanExporter | None:
     """The exporter for a ``SQREEN_EXPORTER`` name (already validated); None for ``none``."""
     if name == "console":
-        return ConsoleSpanExporter(out=sys.stderr)
+        return ConsoleEventExporter()
     if name == "none":
         return None
     raise ValueError(f"unknown exporter {name!r}")

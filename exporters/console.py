@@ -1,0 +1,54 @@
+"""``console``: one readable line per security event, for development."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from sqreen_otel._model import SecurityEvent, security_events
+
+
+def _compact(mapping: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{key}={value!r}" for key, value in mapping.items()) + "}"
+
+
+def format_event(event: SecurityEvent) -> str:
+    """``time name user={...} ip=... METHOD /path params={...} ua=... props={...}`` on one line."""
+    when = dt.datetime.fromtimestamp(event.timestamp_ns / 1e9, tz=dt.timezone.utc)
+    request = event.request
+    parts = [when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", event.name]
+    if event.user_identifiers:
+        parts.append("user=" + _compact(event.user_identifiers))
+    if request.client_ip:
+        parts.append(f"ip={request.client_ip}")
+    if request.method or request.path:
+        parts.append(f"{request.method or '-'} {request.path or '-'}")
+    if request.parameters:
+        parts.append("params=" + _compact(request.parameters))
+    if request.user_agent:
+        parts.append(f"ua={request.user_agent!r}")
+    if event.properties:
+        parts.append("props=" + _compact(event.properties))
+    return " ".join(parts)
+
+
+class ConsoleEventExporter(SpanExporter):
+    """Writes each security event of the exported spans as one line to ``out`` (stderr)."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._out = out if out is not None else sys.stderr
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = [format_event(event) for span in spans for event in security_events(span)]
+        if lines:
+            with self._lock:
+                self._out.write("\n".join(lines) + "\n")
+                self._out.flush()
+        return SpanExportResult.SUCCESS
