@@ -71,11 +71,12 @@ def bench_track_event(rounds: int, per_span: int = 100) -> list[Result]:
     tracer = provider.get_tracer("bench")
     attributes = {f"sqreen.properties.{k}": v for k, v in PROPERTIES.items()}
 
-    def ours(include_end: bool) -> float:
+    def timed(record: Callable[[Any], None], include_end: bool) -> float:
+        """Seconds per event for ``per_span`` calls of ``record(span)`` on one request span."""
         with tracer.start_as_current_span("GET /", kind=SpanKind.SERVER, end_on_exit=False) as span:
             start = time.perf_counter()
             for _ in range(per_span):
-                sqreen_otel.from_context().track_event("purchase").with_properties(PROPERTIES)
+                record(span)
             if include_end:
                 span.end()
             elapsed = time.perf_counter() - start
@@ -83,20 +84,14 @@ def bench_track_event(rounds: int, per_span: int = 100) -> list[Result]:
             span.end()
         return elapsed / per_span
 
-    def raw(include_end: bool) -> float:
-        with tracer.start_as_current_span("GET /", kind=SpanKind.SERVER, end_on_exit=False) as span:
-            start = time.perf_counter()
-            for _ in range(per_span):
-                span.add_event("purchase", attributes)
-            if include_end:
-                span.end()
-            elapsed = time.perf_counter() - start
-        if not include_end:
-            span.end()
-        return elapsed / per_span
+    def ours(span: Any) -> None:
+        sqreen_otel.from_context().track_event("purchase").with_properties(PROPERTIES)
 
-    call_only = side_by_side(lambda: ours(False), lambda: raw(False), rounds)
-    with_end = side_by_side(lambda: ours(True), lambda: raw(True), rounds)
+    def raw(span: Any) -> None:
+        span.add_event("purchase", attributes)
+
+    call_only = side_by_side(lambda: timed(ours, False), lambda: timed(raw, False), rounds)
+    with_end = side_by_side(lambda: timed(ours, True), lambda: timed(raw, True), rounds)
     provider.shutdown()
     return [
         Result(
@@ -143,97 +138,77 @@ def _hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
     return [b"hello"]
 
 
-def bench_request(rounds: int, per_round: int = 200) -> list[Result]:
-    """(b) a request that tracks nothing, OpenTelemetryMiddleware with vs without the sqreen layer."""
-
-    def stack(with_sqreen: bool) -> Callable[..., Iterable[bytes]]:
-        provider = TracerProvider(shutdown_on_exit=False)
-        provider.add_span_processor(BatchSpanProcessor(NullExporter(), schedule_delay_millis=60_000))
-        if with_sqreen:
-            sqreen_otel.configure(tracer_provider=provider, exporter=NullExporter(), heartbeat_delay=3600)
-            return OpenTelemetryMiddleware(SqreenMiddleware(_hello), tracer_provider=provider)
-        return OpenTelemetryMiddleware(_hello, tracer_provider=provider)
-
-    without, with_sqreen = stack(False), stack(True)
-
-    def start_response(
-        status: str, headers: list[tuple[str, str]], exc_info: object = None
-    ) -> Callable[..., Any]:
-        return lambda data: None
-
-    def run(app: Callable[..., Iterable[bytes]]) -> float:
-        start = time.perf_counter()
-        for _ in range(per_round):
-            body = app(_environ(), start_response)
-            for _chunk in body:
-                pass
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
-        return (time.perf_counter() - start) / per_round
-
-    result = side_by_side(lambda: run(with_sqreen), lambda: run(without), rounds)
-    return [
-        Result(
-            "(b) a request tracking nothing: OpenTelemetryMiddleware + sqreen layer",
-            "OpenTelemetryMiddleware alone (same provider set-up)",
-            *result,
-            target=1.05,
-        )
-    ]
+def _start_response(
+    status: str, headers: list[tuple[str, str]], exc_info: object = None
+) -> Callable[..., Any]:
+    return lambda data: None
 
 
-def bench_flask_request(rounds: int, per_round: int = 200) -> list[Result]:
-    """(b'') (b) through Flask + FlaskInstrumentor: a framework's own cost beside ours (context)."""
+def _drive(app: Callable[..., Iterable[bytes]], per_round: int) -> float:
+    """Seconds per request: call the app, consume the body, close it (what a server does)."""
+    start = time.perf_counter()
+    for _ in range(per_round):
+        body = app(_environ(), _start_response)
+        for _chunk in body:
+            pass
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    return (time.perf_counter() - start) / per_round
+
+
+def _stack(framework: str, with_sqreen: bool) -> Callable[..., Iterable[bytes]]:
+    """The same app with the host's usual pipeline, with or without the sqreen layer."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(NullExporter(), schedule_delay_millis=60_000))
+    if with_sqreen:
+        sqreen_otel.configure(tracer_provider=provider, exporter=NullExporter(), heartbeat_delay=3600)
+    if framework == "wsgi":
+        inner: Any = SqreenMiddleware(_hello) if with_sqreen else _hello
+        return OpenTelemetryMiddleware(inner, tracer_provider=provider)
     import flask
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-    def stack(with_sqreen: bool) -> Any:
-        provider = TracerProvider(shutdown_on_exit=False)
-        provider.add_span_processor(BatchSpanProcessor(NullExporter(), schedule_delay_millis=60_000))
-        if with_sqreen:
-            sqreen_otel.configure(tracer_provider=provider, exporter=NullExporter(), heartbeat_delay=3600)
-        app = flask.Flask(f"bench_{with_sqreen}")
-        app.add_url_rule("/items", "items", lambda: f"page {flask.request.args.get('page')}")
-        instrumentor: Any = FlaskInstrumentor()
-        instrumentor.instrument_app(app, tracer_provider=provider)
-        if with_sqreen:
-            app.wsgi_app = SqreenMiddleware(app.wsgi_app)  # type: ignore[method-assign]
-        return app.wsgi_app
+    app = flask.Flask(f"bench_{with_sqreen}")
+    app.add_url_rule("/items", "items", lambda: f"page {flask.request.args.get('page')}")
+    instrumentor: Any = FlaskInstrumentor()
+    instrumentor.instrument_app(app, tracer_provider=provider)
+    if with_sqreen:
+        app.wsgi_app = SqreenMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+    return app.wsgi_app
 
-    without, with_sqreen = stack(False), stack(True)
 
-    def start_response(
-        status: str, headers: list[tuple[str, str]], exc_info: object = None
-    ) -> Callable[..., Any]:
-        return lambda data: None
-
-    def run(app: Callable[..., Iterable[bytes]]) -> float:
-        start = time.perf_counter()
-        for _ in range(per_round):
-            body = app(_environ(), start_response)
-            for _chunk in body:
-                pass
-            close = getattr(body, "close", None)
-            if close is not None:
-                close()
-        return (time.perf_counter() - start) / per_round
-
-    result = side_by_side(lambda: run(with_sqreen), lambda: run(without), rounds)
-    return [
-        Result(
+def bench_requests(rounds: int, per_round: int = 200) -> list[Result]:
+    """(b) a request that tracks nothing, with vs without the sqreen layer; (b'') through Flask."""
+    results = []
+    for framework, name, baseline, target in (
+        (
+            "wsgi",
+            "(b) a request tracking nothing: OpenTelemetryMiddleware + sqreen layer",
+            "OpenTelemetryMiddleware alone (same provider set-up)",
+            1.05,
+        ),
+        (
+            "flask",
             "(b'') the same request through Flask + FlaskInstrumentor + sqreen layer (context only)",
             "Flask + FlaskInstrumentor alone",
-            *result,
-            target=None,
+            None,
+        ),
+    ):
+        ours, theirs = _stack(framework, True), _stack(framework, False)
+        ratio = side_by_side(
+            lambda ours=ours: _drive(ours, per_round),  # type: ignore[misc]
+            lambda theirs=theirs: _drive(theirs, per_round),  # type: ignore[misc]
+            rounds,
         )
-    ]
+        results.append(Result(name, baseline, *ratio, target=target))
+    return results
 
 
 def main(argv: list[str]) -> int:
     rounds = int(argv[1]) if len(argv) > 1 else 41
     print(f"sqreen-otel benchmarks, Python {sys.version.split()[0]}, {rounds} alternating rounds each\n")
-    results = bench_track_event(rounds) + bench_request(rounds) + bench_flask_request(rounds)
+    results = bench_track_event(rounds) + bench_requests(rounds)
     for result in results:
         print(result.line())
     return 0

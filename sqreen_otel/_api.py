@@ -65,8 +65,7 @@ def auth_track(success: bool, **user_identifiers: Any) -> bool:
     ids = normalize_identifiers(user_identifiers, "auth_track")
     if success:
         target.identify(ids, None, "auth_track()")
-    name = _schema.LOGIN_SUCCESS_EVENT if success else _schema.LOGIN_FAILURE_EVENT
-    return target.record(name, "auth", ids, extra={_schema.AUTH_SUCCESS: success}).recorded
+    return target.record_auth(ids, success).recorded
 
 
 @guarded(lambda *_: False)

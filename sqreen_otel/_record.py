@@ -111,6 +111,11 @@ class _Target:
                 carrier.end()
         return tracked
 
+    def record_auth(self, identifiers: dict[str, Scalar], success: bool) -> TrackedEvent:
+        """``users.login.success`` or ``users.login.failure``."""
+        name = _schema.LOGIN_SUCCESS_EVENT if success else _schema.LOGIN_FAILURE_EVENT
+        return self.record(name, "auth", identifiers, extra={_schema.AUTH_SUCCESS: success})
+
     def identify(self, ids: dict[str, Scalar], traits: Mapping[Any, Any] | None, where: str) -> None:
         """Associate the user with the request (attributes on its span) and record ``sq.identify``."""
         props, _ = normalize_properties(traits, current_config().max_event_properties, "identify traits")
@@ -126,6 +131,14 @@ class _Target:
             attributes.update({_schema.TRAITS_PREFIX + key: value for key, value in props.items()})
             self.current.set_attributes(attributes)
         self.record(_schema.IDENTIFY_EVENT_NAME, "identify", ids)
+
+
+def _track_event(target: _Target | None, name: object, identifiers: dict[str, Scalar]) -> TrackedEvent:
+    """The builder both ``track_event`` shapes return (inert when disabled or reserved)."""
+    checked = check_event_name(name, "track_event()")
+    if target is None or reserved(checked, "track_event()"):
+        return TrackedEvent(None, None, {})
+    return target.record(checked, "track", identifiers, keep_open=True)
 
 
 class TrackedEvent:
@@ -197,18 +210,14 @@ class UserRecord:
     @guarded(lambda self, *_: TrackedEvent(None, None, {}))
     def track_event(self, name: str) -> TrackedEvent:
         """A custom event about this user (identifiers preset)."""
-        name = check_event_name(name, "track_event()")
-        if self._target is None or reserved(name, "track_event()"):
-            return TrackedEvent(None, None, {})
-        return self._target.record(name, "track", self._identifiers, keep_open=True)
+        return _track_event(self._target, name, self._identifiers)
 
     @guarded(lambda self, *_: self)
     def track_auth(self, success: bool) -> UserRecord:
         """A login attempt: ``users.login.success`` or ``users.login.failure``."""
         check_bool(success, "success", "track_auth()")
         if self._target is not None:
-            name = _schema.LOGIN_SUCCESS_EVENT if success else _schema.LOGIN_FAILURE_EVENT
-            self._target.record(name, "auth", self._identifiers, extra={_schema.AUTH_SUCCESS: success})
+            self._target.record_auth(self._identifiers, success)
         return self
 
     def track_auth_success(self) -> UserRecord:
@@ -242,10 +251,7 @@ class RequestRecord:
     @guarded(lambda self, *_: TrackedEvent(None, None, {}))
     def track_event(self, name: str) -> TrackedEvent:
         """A custom event; describe it with ``with_properties`` / ``with_timestamp`` / ..."""
-        name = check_event_name(name, "track_event()")
-        if self._target is None or reserved(name, "track_event()"):
-            return TrackedEvent(None, None, {})
-        return self._target.record(name, "track", {}, keep_open=True)
+        return _track_event(self._target, name, {})
 
     @guarded(lambda self, *_: UserRecord(None, {}))
     def for_user(self, user_identifiers: Mapping[Any, Any]) -> UserRecord:

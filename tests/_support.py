@@ -6,7 +6,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -61,3 +66,22 @@ def only(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
     matching = [span for span in spans if span.name == name]
     assert len(matching) == 1, f"expected one span {name!r}, got {[s.name for s in spans]}"
     return matching[0]
+
+
+def run_python(
+    args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, executable: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a Python program in a fresh process, from ``cwd`` (never the repository root, whose
+    sources would shadow the installed package), without the caller's OTEL_*/SQREEN_* settings."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SQREEN_"))}
+    clean.update(env or {})
+    command = [executable] if executable is not None else []
+    return subprocess.run(
+        [*command, sys.executable, *args],
+        env=clean,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from _support import Otel
+from _support import Otel, run_python
 from opentelemetry.sdk.trace import TracerProvider
 
 import sqreen_otel
@@ -124,18 +121,9 @@ def test_configure_without_an_sdk_provider_warns_and_does_not_crash(
 
 
 def test_importing_with_bad_environment_values_never_crashes(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SQREEN_")}
-    env.update(dict.fromkeys(ENVIRONMENT_VARIABLES.values(), "bad value ☃"))
+    env = dict.fromkeys(ENVIRONMENT_VARIABLES.values(), "bad value ☃")
     code = "import sqreen_otel; print(sqreen_otel.track('x'), sqreen_otel.current_config().exporter)"
-    completed = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = run_python(["-c", code], tmp_path, env)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.split() == ["False", "console"]
     assert completed.stderr.count("Ignoring SQREEN_") == len(ENVIRONMENT_VARIABLES)

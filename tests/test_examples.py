@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from _support import run_python
 
 DEMO = Path(__file__).parents[1] / "examples" / "demo.py"
 
 
 def test_demo_prints_every_tracked_event_with_its_request(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SQREEN_"))}
-    completed = subprocess.run(
-        [sys.executable, str(DEMO)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = run_python([str(DEMO)], tmp_path)
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
     failures = [line for line in lines if " users.login.failure " in line]

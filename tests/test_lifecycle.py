@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from _support import run_python
 
 PROBE = Path(__file__).with_name("lifecycle_probe.py")
 
 
 def run(scenario: str, tmp_path: Path) -> tuple[int, list[dict[str, object]]]:
     out = tmp_path / "exports.jsonl"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SQREEN_"))}
-    completed = subprocess.run(
-        [sys.executable, str(PROBE), scenario, str(out)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = run_python([str(PROBE), scenario, str(out)], tmp_path)
     assert completed.returncode == 0, completed.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     return int(completed.stdout.strip()), lines

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _support import run_python
 
 PROBE = Path(__file__).with_name("semconv_probe.py")
 EXPECTED_CONTEXT = {
@@ -26,12 +24,8 @@ NEW_KEYS = {"http.request.method", "url.path"}
 @pytest.mark.parametrize(
     ("mode", "old", "new"), [("", True, False), ("http", False, True), ("http/dup", True, True)]
 )
-def test_request_context_in_every_semconv_mode(mode: str, old: bool, new: bool) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SQREEN_"))}
-    env["OTEL_SEMCONV_STABILITY_OPT_IN"] = mode
-    completed = subprocess.run(
-        [sys.executable, str(PROBE)], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+def test_request_context_in_every_semconv_mode(mode: str, old: bool, new: bool, tmp_path: Path) -> None:
+    completed = run_python([str(PROBE)], tmp_path, {"OTEL_SEMCONV_STABILITY_OPT_IN": mode})
     assert completed.returncode == 0, completed.stderr
     report = json.loads(completed.stdout)
     assert set(report) == {"wsgi", "flask", "django"}

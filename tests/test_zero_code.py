@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from _support import run_python
 
 APP = Path(__file__).with_name("zero_code_app.py")
 INSTRUMENT = Path(sys.executable).with_name("opentelemetry-instrument")
@@ -28,27 +29,18 @@ def json_objects(text: str) -> list[dict[str, Any]]:
 
 
 def run(extra_env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run the app from its own directory, as a deployment would (opentelemetry-instrument
-    puts the working directory on sys.path; ours would shadow the installed package)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SQREEN_"))}
-    env.update(
-        OTEL_SERVICE_NAME="zero-code-test",
-        OTEL_TRACES_EXPORTER="console",
-        OTEL_METRICS_EXPORTER="none",
-        OTEL_LOGS_EXPORTER="none",
-        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="django",
-        SQREEN_EXPORTER="console",
+    """The app under opentelemetry-instrument, run from its own directory as a deployment would
+    be (opentelemetry-instrument puts the working directory on sys.path)."""
+    env = {
+        "OTEL_SERVICE_NAME": "zero-code-test",
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "django",
+        "SQREEN_EXPORTER": "console",
         **extra_env,
-    )
-    return subprocess.run(
-        [str(INSTRUMENT), sys.executable, str(APP)],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    }
+    return run_python([str(APP)], cwd, env, executable=str(INSTRUMENT))
 
 
 def event_names(span: dict[str, Any]) -> list[str]:
