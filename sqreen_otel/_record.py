@@ -118,6 +118,9 @@ class _Target:
 
     def identify(self, ids: dict[str, Scalar], traits: Mapping[Any, Any] | None, where: str) -> None:
         """Associate the user with the request (attributes on its span) and record ``sq.identify``."""
+        if not ids:
+            warn_once(("identify_empty", where), "%s: no user identifiers given; nothing identified.", where)
+            return
         props, _ = normalize_properties(traits, current_config().max_event_properties, "identify traits")
         if self.state is not None:
             if not self.state.identify(ids, props):

@@ -273,3 +273,17 @@ def test_log_level_setting_applies_to_the_library_logger_only(otel: Otel) -> Non
         assert logging.getLogger().level == root_level
     finally:
         logging.getLogger("sqreen_otel").setLevel(logging.NOTSET)
+
+
+def test_identify_without_identifiers_does_not_claim_the_request(
+    otel: Otel, sqreen_logs: pytest.LogCaptureFixture
+) -> None:
+    with otel.tracer.start_as_current_span("POST /login", kind=SpanKind.SERVER):
+        assert sqreen_otel.auth_track(True) is True  # the login event is kept, with no user
+        sqreen_otel.identify({})
+        sqreen_otel.identify({"uid": "real"})
+        sqreen_otel.track("after")
+    (span,) = otel.app_spans()
+    assert [n for n, _ in events_of(span)] == ["users.login.success", "sq.identify", "after"]
+    assert events_of(span)[2][1]["sqreen.user.uid"] == "real"
+    assert any("no user identifiers given" in r.getMessage() for r in sqreen_logs.records)

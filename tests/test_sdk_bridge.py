@@ -9,7 +9,13 @@ import pytest
 from opentelemetry.sdk.trace import Event, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace import Span as SdkSpan
 
-from sqreen_otel._sdk_bridge import add_event_if_open, event_limits, set_attributes_while_ending
+from sqreen_otel._sdk_bridge import (
+    add_event_if_open,
+    event_limits,
+    has_events,
+    max_events,
+    set_attributes_while_ending,
+)
 
 
 def sdk_span(provider: TracerProvider, **attributes: str) -> SdkSpan:
@@ -41,3 +47,11 @@ def test_set_attributes_while_ending_writes_a_frozen_span() -> None:
 def test_event_limits_follow_the_provider() -> None:
     limits = SpanLimits(max_event_attributes=7, max_attribute_length=99)
     assert event_limits(sdk_span(TracerProvider(span_limits=limits))) == (7, 99)
+
+
+def test_has_events_and_max_events() -> None:
+    span = sdk_span(TracerProvider(span_limits=SpanLimits(max_events=5)))
+    assert has_events(span) is False
+    span.add_event("e")
+    assert has_events(span) is True
+    assert max_events(span) == 5
