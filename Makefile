@@ -25,7 +25,7 @@ $(DEV_STAMP): pyproject.toml $(SOURCES) | $(BIN)/python
 	touch $@
 
 $(DEMO_STAMP): pyproject.toml $(SOURCES) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet $(EDITABLE) -e '.[flask]' 'opentelemetry-instrumentation>=0.66b0,<0.67' 'werkzeug>=3.0,<4'
+	$(BIN)/python -m pip install --quiet $(EDITABLE) -e '.[flask]' 'opentelemetry-instrumentation>=0.66b1,<0.66b2' 'werkzeug>=3.0,<4'
 	touch $@
 
 lint: $(DEV_STAMP)

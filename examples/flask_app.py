@@ -72,8 +72,9 @@ def create_app() -> flask.Flask:
 
     @app.post("/login")
     def login() -> tuple[str, int]:
-        email = flask.request.form.get("email", "")
-        if users.check(email, flask.request.form.get("password", "")):
+        # request.values: form fields or (as careless clients do) the query string
+        email = flask.request.values.get("email", "")
+        if users.check(email, flask.request.values.get("password", "")):
             sqreen_otel.auth_track(True, email=email)
             return "ok", 200
         # The Go-SDK shape works too:
@@ -85,7 +86,12 @@ def create_app() -> flask.Flask:
         order: dict[str, Any] = flask.request.get_json(force=True)
         sqreen_otel.identify({"email": order.get("email", "")})
         sqreen_otel.from_context().track_event("payment.purchase").with_properties(
-            {"item": order.get("item"), "amount": order.get("amount"), "currency": "EUR"}
+            {
+                "item": order.get("item"),
+                "amount": order.get("amount"),
+                "currency": "EUR",
+                "note": order.get("note"),
+            }
         )
         return "paid", 200
 

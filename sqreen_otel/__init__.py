@@ -17,7 +17,8 @@ from sqreen_otel._config import Config, current_config
 from sqreen_otel._processor import SqreenSpanProcessor
 from sqreen_otel._record import RequestRecord, TrackedEvent, UserRecord, from_context
 from sqreen_otel._sampler import SecurityEventSampler
-from sqreen_otel._setup import configure, flush
+from sqreen_otel._scrubbing_exporter import ScrubbingSpanExporter
+from sqreen_otel._setup import configure, flush, shutdown
 from sqreen_otel._stats import stats as _stats
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ def stats() -> dict[str, int]:
 __all__ = [
     "Config",
     "RequestRecord",
+    "ScrubbingSpanExporter",
     "SecurityEventSampler",
     "SqreenSpanProcessor",
     "TrackedEvent",
@@ -42,6 +44,7 @@ __all__ = [
     "flush",
     "from_context",
     "identify",
+    "shutdown",
     "signup_track",
     "stats",
     "track",

@@ -15,8 +15,9 @@ import ipaddress
 import logging
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqreen_otel._log import logger
@@ -33,7 +34,26 @@ MAX_SEQUENCE_ITEMS = 32
 MAX_USER_IDENTIFIERS = 16
 MAX_EVENT_PROPERTIES_CEILING = 128  # OpenTelemetry's default per-event attribute limit
 
-EXPORTER_NAMES = ("console", "none")
+EXPORTER_NAMES = ("local", "otlp", "http", "console", "none")
+MIN_HMAC_KEY_BYTES = 32  # as the Collector's redaction processor requires for hmac-sha256
+# Sqreen's Python agent default for SQREEN_STRIP_SENSITIVE_KEYS.
+DEFAULT_SENSITIVE_KEYS = (
+    "password",
+    "secret",
+    "passwd",
+    "authorization",
+    "api_key",
+    "apikey",
+    "access_token",
+    "token",
+)
+
+
+def default_local_store() -> str:
+    """``$XDG_DATA_HOME/sqreen-otel/events.db`` (``~/.local/share/sqreen-otel/events.db``)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "sqreen-otel", "events.db")
+
 
 _TRUE = frozenset({"1", "true", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "no", "n", "off", ""})
@@ -43,19 +63,32 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 @dataclass(frozen=True)
 class Config:
-    """The settings in force. Build it with ``configure()``; read it with ``current_config()``."""
+    """The settings in force. Build it with ``configure()``; read it with ``current_config()``.
+
+    For the three scrubbing rules, ``None`` means the built-in default and an empty value
+    disables the rule. Secrets (token, HMAC key) are kept out of ``repr``.
+    """
 
     disable: bool = False
     ip_header: str | None = None
     trusted_proxies: tuple[IPNetwork, ...] = ()
     max_event_properties: int = 16
     log_level: str | None = None
-    exporter: str = "console"
+    exporter: tuple[str, ...] = ("local",)
     heartbeat_delay: float = 60.0
+    batch_size: int = 1000
     max_queue_length: int = 10000
+    graceful_timeout: float = 5.0
+    strip_sensitive_data: bool = True
+    strip_sensitive_keys: tuple[str, ...] = DEFAULT_SENSITIVE_KEYS
+    strip_sensitive_key_regexp: str | None = None
+    strip_sensitive_value_regexp: str | None = None
+    user_id_hmac_key: str | None = field(default=None, repr=False)
+    ingestion_url: str | None = None
+    token: str | None = field(default=None, repr=False)
+    app_name: str | None = None
+    local_store: str = field(default_factory=default_local_store)
 
-
-_DEFAULTS = Config()
 
 T = TypeVar("T")
 
@@ -162,13 +195,84 @@ def _parse_log_level(value: Any) -> str | None:
     return level
 
 
-def _parse_exporter(value: Any) -> str:
+def _parse_exporters(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = []
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"expected exporter names, got {type(item).__name__}")
+        name = item.strip().lower()
+        if not name:
+            continue
+        if name not in EXPORTER_NAMES:
+            raise ValueError(f"unknown exporter {item.strip()!r}; known: {', '.join(EXPORTER_NAMES)}")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise ValueError("no exporter named (use 'none' to ship nothing)")
+    if "none" in names and len(names) > 1:
+        raise ValueError("'none' cannot be combined with other exporters")
+    return () if names == ["none"] else tuple(names)
+
+
+def _parse_key_list(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    if not all(isinstance(item, str) for item in items):
+        raise TypeError("expected key names")
+    return tuple(dict.fromkeys(item.strip().lower() for item in items if item.strip()))
+
+
+def _parse_regexp(value: Any) -> str | None:
+    """A pattern that compiles; "" disables the rule; None keeps the built-in default."""
+    if value is None:
+        return None
     if not isinstance(value, str):
-        raise TypeError(f"expected an exporter name, got {type(value).__name__}")
-    name = value.strip().lower()
-    if name not in EXPORTER_NAMES:
-        raise ValueError(f"unknown exporter {value!r}; known: {', '.join(EXPORTER_NAMES)}")
-    return name
+        raise TypeError(f"expected a regular expression, got {type(value).__name__}")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+def _parse_secret(minimum_bytes: int) -> Callable[[Any], str | None]:
+    def parse(value: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise TypeError(f"expected a str, got {type(value).__name__}")
+        if len(value.encode()) < minimum_bytes:
+            raise ValueError(f"must be at least {minimum_bytes} bytes")  # never echo a secret
+        return value
+
+    return parse
+
+
+def _parse_url(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected a URL, got {type(value).__name__}")
+    parts = urllib.parse.urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http:// or https:// URL")
+    return value.strip()
+
+
+def _parse_text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected a str, got {type(value).__name__}")
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+def _parse_path(value: Any) -> str:
+    if not isinstance(value, str | os.PathLike) or not str(value).strip():
+        raise TypeError("expected a file path")
+    return os.path.abspath(os.path.expanduser(str(value).strip()))
 
 
 _NONE = type(None)
@@ -183,9 +287,22 @@ _SETTINGS: tuple[_Setting[Any], ...] = (
         (int,),
     ),
     _Setting("log_level", "SQREEN_LOG_LEVEL", _parse_log_level, (str, _NONE)),
-    _Setting("exporter", "SQREEN_EXPORTER", _parse_exporter, (str,)),
+    _Setting("exporter", "SQREEN_EXPORTER", _parse_exporters, (str, list, tuple)),
     _Setting("heartbeat_delay", "SQREEN_HEARTBEAT_DELAY", _float_in(0.01, 3600.0), (int, float)),
+    _Setting("batch_size", "SQREEN_BATCH_SIZE", _int_in(1, 100_000), (int,)),
     _Setting("max_queue_length", "SQREEN_MAX_QUEUE_LENGTH", _int_in(1, 10_000_000), (int,)),
+    _Setting("graceful_timeout", "SQREEN_GRACEFUL_TIMEOUT", _float_in(0.0, 300.0), (int, float)),
+    _Setting("strip_sensitive_data", "SQREEN_STRIP_SENSITIVE_DATA", _parse_bool, (bool,)),
+    _Setting("strip_sensitive_keys", "SQREEN_STRIP_SENSITIVE_KEYS", _parse_key_list, (str, list, tuple)),
+    _Setting("strip_sensitive_key_regexp", "SQREEN_STRIP_SENSITIVE_KEY_REGEXP", _parse_regexp, (str, _NONE)),
+    _Setting(
+        "strip_sensitive_value_regexp", "SQREEN_STRIP_SENSITIVE_VALUE_REGEXP", _parse_regexp, (str, _NONE)
+    ),
+    _Setting("user_id_hmac_key", "SQREEN_USER_ID_HMAC_KEY", _parse_secret(MIN_HMAC_KEY_BYTES), (str, _NONE)),
+    _Setting("ingestion_url", "SQREEN_INGESTION_URL", _parse_url, (str, _NONE)),
+    _Setting("token", "SQREEN_TOKEN", _parse_secret(1), (str, _NONE)),
+    _Setting("app_name", "SQREEN_APP_NAME", _parse_text, (str, _NONE)),
+    _Setting("local_store", "SQREEN_LOCAL_STORE", _parse_path, (str, os.PathLike)),
 )
 
 SETTING_NAMES = tuple(setting.field for setting in _SETTINGS)
@@ -221,10 +338,17 @@ def build_config(overrides: Mapping[str, Any], environ: Mapping[str, str] | None
         try:
             values[setting.field] = setting.parse(raw)
         except (TypeError, ValueError) as exc:
-            logger.warning(
-                "Ignoring %s: %s; using the default %r.", setting.env, exc, getattr(_DEFAULTS, setting.field)
-            )
-    return dataclasses.replace(_DEFAULTS, **values)
+            logger.warning("Ignoring %s: %s; using the default.", setting.env, exc)
+    config = dataclasses.replace(Config(), **values)
+    if "http" in config.exporter and config.ingestion_url is None:
+        if "exporter" in overrides or "ingestion_url" in overrides:
+            raise ValueError("configure(): the http exporter needs ingestion_url (or SQREEN_INGESTION_URL)")
+        logger.error(
+            "SQREEN_EXPORTER names http but SQREEN_INGESTION_URL is not set: the http exporter is off."
+        )
+        others = tuple(name for name in config.exporter if name != "http")
+        config = dataclasses.replace(config, exporter=others or Config().exporter)
+    return config
 
 
 def apply_log_level(config: Config) -> None:

@@ -53,3 +53,24 @@ log_once = _OncePerProblem()
 def warn_once(key: Hashable, msg: str, *args: object) -> None:
     """Log a warning the first time ``key`` is seen."""
     log_once(key, logging.WARNING, msg, *args)
+
+
+_periodic_lock = threading.Lock()
+_periodic_next: dict[Hashable, float] = {}
+
+
+def log_every(key: Hashable, interval: float, level: int, msg: str, *args: object) -> None:
+    """Log ``key``'s message at most once per ``interval`` seconds (recurring conditions)."""
+    now = time.monotonic()
+    with _periodic_lock:
+        if now < _periodic_next.get(key, 0.0):
+            return
+        _periodic_next[key] = now + interval
+    logger.log(level, msg, *args)
+
+
+def reset_logs() -> None:
+    """Forget what was logged (a re-configure, and tests)."""
+    log_once.reset()
+    with _periodic_lock:
+        _periodic_next.clear()

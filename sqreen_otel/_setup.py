@@ -8,8 +8,12 @@ sampler they were created with. Calling it again replaces the settings and the e
 
 from __future__ import annotations
 
+import atexit
+import functools
 import threading
+import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
@@ -17,15 +21,19 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from sqreen_otel._config import Config, build_config, set_current_config
-from sqreen_otel._log import log_once, warn_once
+from sqreen_otel._log import reset_logs, warn_once
+from sqreen_otel._pipeline import ExportPipeline, PipelineSettings
 from sqreen_otel._placement import use_provider
 from sqreen_otel._processor import SqreenSpanProcessor
 from sqreen_otel._sampler import SecurityEventSampler
-from sqreen_otel.exporters import build_exporter
+from sqreen_otel._scrub import Scrubber
+from sqreen_otel._scrubbing_exporter import ScrubbingSpanExporter
+from sqreen_otel.exporters import exporter_factories
 
 _lock = threading.Lock()
 _processors: weakref.WeakKeyDictionary[SdkTracerProvider, SqreenSpanProcessor] = weakref.WeakKeyDictionary()
 _UNSET: Any = object()
+_exit_hook_registered = False
 
 
 def configure(
@@ -35,33 +43,36 @@ def configure(
     trusted_proxies: str | list[str] | tuple[str, ...] = _UNSET,
     max_event_properties: int = _UNSET,
     log_level: str | None = _UNSET,
-    exporter: str | SpanExporter = _UNSET,
+    exporter: str | list[str] | tuple[str, ...] | SpanExporter = _UNSET,
     heartbeat_delay: float = _UNSET,
+    batch_size: int = _UNSET,
     max_queue_length: int = _UNSET,
+    graceful_timeout: float = _UNSET,
+    strip_sensitive_data: bool = _UNSET,
+    strip_sensitive_keys: str | list[str] | tuple[str, ...] = _UNSET,
+    strip_sensitive_key_regexp: str | None = _UNSET,
+    strip_sensitive_value_regexp: str | None = _UNSET,
+    user_id_hmac_key: str | None = _UNSET,
+    ingestion_url: str | None = _UNSET,
+    token: str | None = _UNSET,
+    app_name: str | None = _UNSET,
+    local_store: str = _UNSET,
     tracer_provider: trace.TracerProvider | None = None,
 ) -> Config:
     """Apply settings (arguments beat ``SQREEN_*`` environment variables) and install the SDK.
 
-    ``exporter`` is a ``SQREEN_EXPORTER`` name or any ``SpanExporter``. ``tracer_provider``
+    ``exporter`` is a ``SQREEN_EXPORTER`` value (names, comma-separated or a list) or any
+    ``SpanExporter``, which then gets the same scrubbing and pipeline. ``tracer_provider``
     defaults to the global one. Raises ``TypeError``/``ValueError`` for a bad argument.
     """
-    arguments = {
-        "disable": disable,
-        "ip_header": ip_header,
-        "trusted_proxies": trusted_proxies,
-        "max_event_properties": max_event_properties,
-        "log_level": log_level,
-        "exporter": exporter,
-        "heartbeat_delay": heartbeat_delay,
-        "max_queue_length": max_queue_length,
-    }
+    arguments = {key: value for key, value in locals().items() if key != "tracer_provider"}
     overrides = {key: value for key, value in arguments.items() if value is not _UNSET}
     exporter_instance: SpanExporter | None = None
     if isinstance(exporter, SpanExporter):
         exporter_instance = exporter
         del overrides["exporter"]
     config = build_config(overrides)
-    log_once.reset()
+    reset_logs()
     set_current_config(config)
     provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     if config.disable:
@@ -75,31 +86,73 @@ def configure(
             type(provider).__name__,
         )
         return config
-    span_exporter = exporter_instance if exporter_instance is not None else build_exporter(config.exporter)
-    install(provider, span_exporter, config)
+    install(provider, config, exporter_instance)
     return config
 
 
+def _pipelines(
+    config: Config, exporter_instance: SpanExporter | None, current: tuple[ExportPipeline, ...]
+) -> list[ExportPipeline]:
+    """One scrubbing pipeline per exporter; a pipeline for the same exporter instance is kept."""
+    settings = PipelineSettings(
+        config.heartbeat_delay, config.batch_size, config.max_queue_length, config.graceful_timeout
+    )
+    scrubber = Scrubber.from_config(config)
+    if exporter_instance is not None:
+        for pipeline in current:
+            exporter = pipeline.exporter
+            if isinstance(exporter, ScrubbingSpanExporter) and exporter.wrapped is exporter_instance:
+                pipeline.settings = settings
+                exporter.scrubber = scrubber
+                return [pipeline]
+        factories: list[tuple[str, Callable[[], SpanExporter]]] = [("custom", lambda: exporter_instance)]
+    else:
+        factories = exporter_factories(config)
+    return [
+        ExportPipeline(name, functools.partial(_scrubbing, factory, scrubber), settings)
+        for name, factory in factories
+    ]
+
+
+def _scrubbing(factory: Callable[[], SpanExporter], scrubber: Scrubber) -> SpanExporter:
+    return ScrubbingSpanExporter(factory(), scrubber)
+
+
 def install(
-    provider: SdkTracerProvider, exporter: SpanExporter | None, config: Config
+    provider: SdkTracerProvider, config: Config, exporter: SpanExporter | None = None
 ) -> SqreenSpanProcessor:
-    """Add our processor to ``provider`` (once) and wrap its sampler (once)."""
+    """Add our processor to ``provider`` (once), set its pipelines, wrap its sampler (once)."""
+    global _exit_hook_registered  # noqa: PLW0603 - one exit hook for the process
     with _lock:
         processor = _processors.get(provider)
         if processor is None:
-            processor = SqreenSpanProcessor(exporter, config)
+            processor = SqreenSpanProcessor()
             provider.add_span_processor(processor)
             _processors[provider] = processor
-        else:
-            processor.set_exporter(exporter, config)
+        processor.set_pipelines(_pipelines(config, exporter, processor.pipelines))
         if not isinstance(provider.sampler, SecurityEventSampler):
             provider.sampler = SecurityEventSampler(provider.sampler)
         use_provider(provider)
+        if not _exit_hook_registered:
+            # Our own exit flush: the host's provider may not shut down at exit (shutdown_on_exit=False).
+            atexit.register(shutdown)
+            _exit_hook_registered = True
     return processor
 
 
 def flush(timeout: float = 5.0) -> bool:
     """Export every queued security event now; False if ``timeout`` seconds were not enough."""
+    deadline = time.monotonic() + timeout
     with _lock:
         processors = list(_processors.values())
-    return all(processor.force_flush(int(timeout * 1000)) for processor in processors)
+    return all(
+        processor.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000)) for processor in processors
+    )
+
+
+def shutdown() -> None:
+    """Flush and close every pipeline within ``SQREEN_GRACEFUL_TIMEOUT`` (also run at exit)."""
+    with _lock:
+        processors = list(_processors.values())
+    for processor in processors:
+        processor.shutdown()

@@ -14,16 +14,37 @@ from sqreen_otel import Config
 from sqreen_otel._config import ENVIRONMENT_VARIABLES, build_config
 
 
-def test_defaults() -> None:
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", "/data")
     assert build_config({}, environ={}) == Config(
         disable=False,
         ip_header=None,
         trusted_proxies=(),
         max_event_properties=16,
         log_level=None,
-        exporter="console",
+        exporter=("local",),
         heartbeat_delay=60.0,
+        batch_size=1000,
         max_queue_length=10000,
+        graceful_timeout=5.0,
+        strip_sensitive_data=True,
+        strip_sensitive_keys=(
+            "password",
+            "secret",
+            "passwd",
+            "authorization",
+            "api_key",
+            "apikey",
+            "access_token",
+            "token",
+        ),
+        strip_sensitive_key_regexp=None,
+        strip_sensitive_value_regexp=None,
+        user_id_hmac_key=None,
+        ingestion_url=None,
+        token=None,
+        app_name=None,
+        local_store="/data/sqreen-otel/events.db",
     )
 
 
@@ -41,9 +62,12 @@ def test_environment_values_are_parsed() -> None:
             "SQREEN_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32 ,192.168.1.1",
             "SQREEN_MAX_EVENT_PROPERTIES": "32",
             "SQREEN_LOG_LEVEL": "debug",
-            "SQREEN_EXPORTER": "none",
+            "SQREEN_EXPORTER": "local, otlp,console",
             "SQREEN_HEARTBEAT_DELAY": "1.5",
             "SQREEN_MAX_QUEUE_LENGTH": "50",
+            "SQREEN_STRIP_SENSITIVE_KEYS": "Pin, ssn",
+            "SQREEN_STRIP_SENSITIVE_KEY_REGEXP": "",
+            "SQREEN_USER_ID_HMAC_KEY": "k" * 32,
         },
     )
     assert config.disable is True
@@ -53,8 +77,14 @@ def test_environment_values_are_parsed() -> None:
         ipaddress.ip_network("2001:db8::/32"),
         ipaddress.ip_network("192.168.1.1/32"),
     )
-    assert (config.max_event_properties, config.log_level, config.exporter) == (32, "DEBUG", "none")
+    assert (config.max_event_properties, config.log_level) == (32, "DEBUG")
+    assert config.exporter == ("local", "otlp", "console")
     assert (config.heartbeat_delay, config.max_queue_length) == (1.5, 50)
+    assert config.strip_sensitive_keys == ("pin", "ssn")
+    assert config.strip_sensitive_key_regexp == ""  # empty: the rule is off
+    assert config.user_id_hmac_key == "k" * 32
+    assert "k" * 32 not in repr(config)
+    assert build_config({}, environ={"SQREEN_EXPORTER": "none"}).exporter == ()
 
 
 @pytest.mark.parametrize(
@@ -67,7 +97,12 @@ def test_environment_values_are_parsed() -> None:
         ("SQREEN_MAX_EVENT_PROPERTIES", "lots"),
         ("SQREEN_LOG_LEVEL", "chatty"),
         ("SQREEN_EXPORTER", "carrier-pigeon"),
+        ("SQREEN_EXPORTER", "none,local"),
         ("SQREEN_HEARTBEAT_DELAY", "-1"),
+        ("SQREEN_STRIP_SENSITIVE_KEY_REGEXP", "(unclosed"),
+        ("SQREEN_STRIP_SENSITIVE_VALUE_REGEXP", "[a-"),
+        ("SQREEN_USER_ID_HMAC_KEY", "too-short"),
+        ("SQREEN_INGESTION_URL", "ftp://nope"),
     ],
 )
 def test_a_bad_environment_value_warns_naming_the_variable_and_uses_the_default(
@@ -77,6 +112,8 @@ def test_a_bad_environment_value_warns_naming_the_variable_and_uses_the_default(
     assert config == Config()
     (record,) = [r for r in sqreen_logs.records if variable in r.getMessage()]
     assert "using the default" in record.getMessage()
+    if variable == "SQREEN_USER_ID_HMAC_KEY":
+        assert value not in record.getMessage()  # a secret is never echoed
 
 
 def test_arguments_beat_the_environment(otel: Otel, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,6 +134,12 @@ def test_bad_arguments_raise_at_configure_time(otel: Otel) -> None:
         sqreen_otel.configure(max_event_properties=0)
     with pytest.raises(ValueError, match="unknown exporter"):
         sqreen_otel.configure(exporter="carrier-pigeon")
+    with pytest.raises(ValueError, match="ingestion_url"):
+        sqreen_otel.configure(exporter="http")
+    with pytest.raises(ValueError, match="invalid regular expression"):
+        sqreen_otel.configure(strip_sensitive_key_regexp="(")
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        sqreen_otel.configure(user_id_hmac_key="short")
     with pytest.raises(ValueError, match="trusted_proxies"):
         sqreen_otel.configure(trusted_proxies=["10.0.0.0/33"])
 
@@ -120,13 +163,33 @@ def test_configure_without_an_sdk_provider_warns_and_does_not_crash(
     assert sqreen_otel.stats()["events_lost_unsampled"] == 1
 
 
+BAD_VALUES = {
+    "SQREEN_DISABLE": "maybe",
+    "SQREEN_IP_HEADER": "bad header",
+    "SQREEN_TRUSTED_PROXIES": "nope/99",
+    "SQREEN_MAX_EVENT_PROPERTIES": "many",
+    "SQREEN_LOG_LEVEL": "chatty",
+    "SQREEN_EXPORTER": "carrier-pigeon",
+    "SQREEN_HEARTBEAT_DELAY": "soon",
+    "SQREEN_BATCH_SIZE": "0",
+    "SQREEN_MAX_QUEUE_LENGTH": "-5",
+    "SQREEN_GRACEFUL_TIMEOUT": "forever",
+    "SQREEN_STRIP_SENSITIVE_DATA": "perhaps",
+    "SQREEN_STRIP_SENSITIVE_KEY_REGEXP": "(",
+    "SQREEN_STRIP_SENSITIVE_VALUE_REGEXP": ")",
+    "SQREEN_USER_ID_HMAC_KEY": "short-secret",
+    "SQREEN_INGESTION_URL": "not a url",
+    "SQREEN_APP_NAME": "bad\x07name",
+}
+
+
 def test_importing_with_bad_environment_values_never_crashes(tmp_path: Path) -> None:
-    env = dict.fromkeys(ENVIRONMENT_VARIABLES.values(), "bad value ☃")
     code = "import sqreen_otel; print(sqreen_otel.track('x'), sqreen_otel.current_config().exporter)"
-    completed = run_python(["-c", code], tmp_path, env)
+    completed = run_python(["-c", code], tmp_path, BAD_VALUES)
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.split() == ["False", "console"]
-    assert completed.stderr.count("Ignoring SQREEN_") == len(ENVIRONMENT_VARIABLES)
+    assert completed.stdout.split() == ["False", "('local',)"]
+    assert completed.stderr.count("Ignoring SQREEN_") == len(BAD_VALUES)
+    assert "short-secret" not in completed.stderr
 
 
 def test_public_api_is_exactly_the_facade() -> None:

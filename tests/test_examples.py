@@ -7,17 +7,23 @@ from pathlib import Path
 from _support import run_python
 
 DEMO = Path(__file__).parents[1] / "examples" / "demo.py"
+PLANTED = ["123456-0", "123456-5", "guess", "4111 1111 1111 1111", "5500-0000-0000-0004", "correct horse"]
 
 
-def test_demo_prints_every_tracked_event_with_its_request(tmp_path: Path) -> None:
+def test_demo_stores_scrubbed_events_and_explores_them(tmp_path: Path) -> None:
     completed = run_python([str(DEMO)], tmp_path)
     assert completed.returncode == 0, completed.stderr
-    lines = completed.stdout.splitlines()
-    failures = [line for line in lines if " users.login.failure " in line]
-    assert len(failures) == 5
-    assert all("ip=192.0.2.66 POST /login" in line for line in failures)
-    assert sum(" users.signup " in line for line in lines) == 2
-    (purchase,) = [line for line in lines if " payment.purchase " in line]
-    assert "user={email='ann@example.com'}" in purchase
-    assert "props={item='book', amount=12.5, currency='EUR'}" in purchase
-    assert "'events_exported': 14" in completed.stdout
+    output = completed.stdout
+    lines = output.splitlines()
+    assert "flushed: True" in output
+    assert "'events_exported.local': 18" in output
+    assert sum("users.login.failure" in line for line in lines) >= 7
+    (by_ip,) = [
+        i
+        for i, line in enumerate(lines)
+        if line.startswith("$ sqreen-otel events --name users.login.failure --group-by ip")
+    ]
+    assert lines[by_ip + 3].split()[:2] == ["192.0.2.66", "6"]  # the credential-stuffing source, first
+    assert any(line.startswith("<Redacted by Sqreen>  7") for line in lines)  # every planted password
+    for secret in PLANTED:
+        assert secret not in output

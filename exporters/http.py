@@ -1,0 +1,141 @@
+"""``http``: JSON batches in Sqreen's signal model, POSTed to ``SQREEN_INGESTION_URL``.
+
+One *point* per security event (format: docs/http-exporter.md), gzip-compressed, with
+``X-Api-Key: $SQREEN_TOKEN`` and ``X-App-Name: $SQREEN_APP_NAME``. TLS certificates are
+verified (the system trust store); redirects are not followed. A new connection per batch (one
+a minute) keeps it fork-safe. 2xx is delivered; 408, 429 and 5xx are retried (honouring
+``Retry-After``); other statuses are permanent rejections.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import gzip
+import json
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from sqreen_otel._model import SecurityEvent, security_events
+from sqreen_otel._outcome import SUCCESS, ExportOutcome, ExportStatus
+
+__all__ = ["SqreenHttpExporter", "encode_points", "point"]
+
+PAYLOAD_SCHEMA = "track_event/2020-01-01T00:00:00.000Z"
+CONTEXT_SCHEMA = "http/2020-01-01T00:00:00.000Z"
+_SOURCES = {"track": "sqreen:sdk:track", "auth": "sqreen:sdk:auth_track", "signup": "sqreen:sdk:signup_track"}
+_RETRYABLE = frozenset({408, 429})
+
+
+def _iso(timestamp_ns: int) -> str:
+    moment = dt.datetime.fromtimestamp(timestamp_ns / 1e9, tz=dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def point(event: SecurityEvent) -> dict[str, Any]:
+    """One security event as a Sqreen signal point."""
+    request = event.request
+    name = event.name if event.name.startswith("sq.") else f"sq.sdk.{event.name}"
+    return {
+        "type": "point",
+        "signal_name": name,
+        "source": _SOURCES.get(event.event_type, f"sqreen:sdk:{event.event_type}"),
+        "time": _iso(event.timestamp_ns),
+        "payload_schema": PAYLOAD_SCHEMA,
+        "payload": {"properties": event.properties, "user_identifiers": event.user_identifiers},
+        "context_schema": CONTEXT_SCHEMA,
+        "context": {
+            "client_ip": request.client_ip,
+            "user_agent": request.user_agent,
+            "path": request.path,
+            "verb": request.method,
+            "parameters": request.parameters,
+        },
+        "actor": {
+            "ip_addresses": [request.client_ip] if request.client_ip else [],
+            "user_agent": request.user_agent,
+            "identifiers": event.user_identifiers,
+        },
+        "trace_id": f"{event.trace_id:032x}",
+        "span_id": f"{event.span_id:016x}",
+    }
+
+
+def encode_points(spans: Sequence[ReadableSpan]) -> tuple[int, bytes]:
+    """(number of points, gzip-compressed JSON array of points)."""
+    points = [point(event) for span in spans for event in security_events(span)]
+    body = json.dumps(points, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+    return len(points), gzip.compress(body, compresslevel=6)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect is reported as the 3xx it is
+
+
+class SqreenHttpExporter(SpanExporter):
+    """POSTs security events to an ingestion endpoint (see the module docstring)."""
+
+    def __init__(
+        self, url: str, token: str | None = None, app_name: str | None = None, timeout: float = 10.0
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._headers = {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "User-Agent": "sqreen-otel/0.1.0",
+        }
+        if token:
+            self._headers["X-Api-Key"] = token
+        if app_name:
+            self._headers["X-App-Name"] = app_name
+        self._opener = urllib.request.build_opener(
+            _NoRedirect(), urllib.request.HTTPSHandler(context=ssl.create_default_context())
+        )
+
+    def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
+        count, body = encode_points(spans)
+        if not count:
+            return SUCCESS
+        request = urllib.request.Request(self.url, data=body, headers=self._headers, method="POST")
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                response.read()
+        except urllib.error.HTTPError as error:
+            status = error.code
+            if status in _RETRYABLE or status >= 500:
+                return ExportOutcome(
+                    ExportStatus.RETRY, retry_after(error.headers.get("Retry-After")), f"HTTP {status}"
+                )
+            return ExportOutcome(ExportStatus.PERMANENT, detail=f"HTTP {status}")
+        except (urllib.error.URLError, TimeoutError, OSError) as error:
+            return ExportOutcome(ExportStatus.RETRY, detail=type(error).__name__)
+        return SUCCESS
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.export_batch(spans).result
+
+    def shutdown(self) -> None:
+        """Nothing to release: each batch used its own connection."""

@@ -1,0 +1,140 @@
+"""``local``: the embedded default, a SQLite event store on this host.
+
+WAL mode and a busy timeout make it safe for several worker processes of one app writing at
+once (gunicorn, uWSGI). Each event row has a unique key (trace, span, name, time, position),
+and rows are inserted with ``INSERT OR IGNORE``, so a batch retried after a partial failure
+never duplicates events. Each process opens its own connection (a forked child reconnects).
+``sqreen-otel events`` reads the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from sqreen_otel._model import security_events
+from sqreen_otel._outcome import SUCCESS, ExportOutcome, ExportStatus
+
+__all__ = ["SCHEMA", "LocalStoreExporter", "connect"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    event_key TEXT NOT NULL UNIQUE,
+    time_ns INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    user TEXT NOT NULL,          -- JSON object: the user identifiers
+    client_ip TEXT,
+    user_agent TEXT,
+    method TEXT,
+    path TEXT,
+    route TEXT,
+    parameters TEXT NOT NULL,    -- JSON object: query parameters, lists of values
+    properties TEXT NOT NULL,    -- JSON object
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (time_ns);
+CREATE INDEX IF NOT EXISTS events_name_time ON events (name, time_ns);
+CREATE INDEX IF NOT EXISTS events_ip_time ON events (client_ip, time_ns);
+"""
+
+
+def connect(path: str, *, create: bool = True) -> sqlite3.Connection:
+    """A connection in WAL mode with a busy timeout; creates the file and schema if asked."""
+    if create:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    uri = f"file:{path}" if create else f"file:{path}?mode=ro"
+    connection = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False)
+    if create:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.executescript(SCHEMA)
+    return connection
+
+
+_COLUMNS = (
+    "event_key, time_ns, name, type, user, client_ip, user_agent, method, path, route, parameters,"
+    " properties, trace_id, span_id"
+)
+_INSERT = f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def rows(spans: Sequence[ReadableSpan]) -> list[tuple[Any, ...]]:
+    """One row per security event (values already scrubbed upstream)."""
+    result = []
+    for span in spans:
+        for index, event in enumerate(security_events(span)):
+            trace_id = f"{event.trace_id:032x}"
+            span_id = f"{event.span_id:016x}"
+            request = event.request
+            result.append(
+                (
+                    f"{trace_id}:{span_id}:{index}:{event.timestamp_ns}:{event.name}",
+                    event.timestamp_ns,
+                    event.name,
+                    event.event_type,
+                    _json(event.user_identifiers),
+                    request.client_ip,
+                    request.user_agent,
+                    request.method,
+                    request.path,
+                    request.route,
+                    _json(request.parameters),
+                    _json(event.properties),
+                    trace_id,
+                    span_id,
+                )
+            )
+    return result
+
+
+class LocalStoreExporter(SpanExporter):
+    """Writes security events to the SQLite store at ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None or self._pid != os.getpid():
+            self._connection = connect(self.path)  # a forked child never reuses the parent's
+            self._pid = os.getpid()
+        return self._connection
+
+    def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
+        values = rows(spans)
+        if not values:
+            return SUCCESS
+        with self._lock:
+            try:
+                db = self._db()
+                with db:
+                    db.executemany(_INSERT, values)
+            except sqlite3.Error as exc:  # locked, disk full, read-only: keep the batch and retry
+                self._connection = None
+                return ExportOutcome(ExportStatus.RETRY, detail=f"sqlite: {type(exc).__name__}")
+        return SUCCESS
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.export_batch(spans).result
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
+            self._connection = None

@@ -1,0 +1,104 @@
+"""``ScrubbingSpanExporter``: the same scrubbing in front of any span exporter.
+
+Our pipeline puts it in front of every exporter it ships to. It is public so the app can put
+it in front of its own exporters too: the app's traces carry the same request attributes
+(``url.query``, captured headers...) and, on request spans, our security events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import Link
+from opentelemetry.trace.status import Status
+
+from sqreen_otel._config import current_config
+from sqreen_otel._outcome import ExportOutcome, export_outcome
+from sqreen_otel._scrub import Scrubber
+
+__all__ = ["ScrubbingSpanExporter"]
+
+
+def _attributes(values: dict[str, object], dropped: int) -> BoundedAttributes:
+    attributes = BoundedAttributes(None, values, immutable=True)  # type: ignore[arg-type]
+    attributes.dropped = dropped  # keep what the SDK counted on the original
+    return attributes
+
+
+def scrub_span(scrubber: Scrubber, span: ReadableSpan) -> ReadableSpan:
+    """A scrubbed copy of ``span`` (the original, shared with other processors, is untouched)."""
+    text = scrubber.scrub_text
+    events = BoundedList.from_seq(
+        None,
+        [
+            Event(
+                text(event.name),
+                _attributes(
+                    scrubber.scrub_attributes(event.attributes), getattr(event, "dropped_attributes", 0)
+                ),
+                event.timestamp,
+            )
+            for event in span.events
+        ],
+    )
+    events.dropped = span.dropped_events
+    links = BoundedList.from_seq(
+        None,
+        [
+            Link(
+                link.context, _attributes(scrubber.scrub_attributes(link.attributes), link.dropped_attributes)
+            )
+            for link in span.links
+        ],
+    )
+    links.dropped = span.dropped_links
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, text(status.description))
+    return ReadableSpan(
+        name=text(span.name),
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=_attributes(scrubber.scrub_attributes(span.attributes), span.dropped_attributes),
+        events=events,
+        links=links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class ScrubbingSpanExporter(SpanExporter):
+    """Scrubs copies of the spans (rules: ``SQREEN_STRIP_SENSITIVE_*``), then exports them.
+
+    ``ScrubbingSpanExporter(OTLPSpanExporter())`` in the app's own pipeline keeps secrets out
+    of its traces as well. The rules are read from the settings in force when it is created.
+    """
+
+    def __init__(self, wrapped: SpanExporter, scrubber: Scrubber | None = None) -> None:
+        self.wrapped = wrapped
+        self.scrubber = scrubber if scrubber is not None else Scrubber.from_config(current_config())
+
+    def scrub(self, spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
+        if not self.scrubber.active:
+            return list(spans)
+        return [scrub_span(self.scrubber, span) for span in spans]
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.export_batch(spans).result
+
+    def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
+        return export_outcome(self.wrapped, self.scrub(spans))
+
+    def shutdown(self) -> None:
+        self.wrapped.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.wrapped.force_flush(timeout_millis)
