@@ -8,8 +8,9 @@
   **oldest** queued spans are dropped to make room (recent events are what a playbook acts
   on), each drop counted by reason.
 * A batch whose export fails with a retryable error goes back to the head of the queue (within
-  the bound) and is retried with exponential backoff and full jitter, or after the
-  ``Retry-After`` the destination asked for. A permanent rejection drops the batch, counted.
+  the bound) and is retried with exponential backoff and full jitter (``flush()`` may try
+  sooner), or after the ``Retry-After`` the destination asked for (nothing tries sooner). A
+  permanent rejection drops the batch, counted.
   So a destination that is down for a while and comes back loses nothing that fitted.
 * ``shutdown(timeout)`` stops accepting, makes a last attempt within the timeout even if the
   destination hangs, counts what could not be delivered, and returns: the worker is a daemon
@@ -108,7 +109,8 @@ class ExportPipeline:
         self._flush_requested = False
         self._deadline = 0.0  # of the last attempt, once stopping
         self._attempt = 0
-        self._retry_at = 0.0
+        self._retry_at = 0.0  # our backoff: a flush may try earlier
+        self._not_before = 0.0  # the destination's Retry-After: nothing tries earlier
 
     def _after_fork(self) -> None:
         self._reset()
@@ -180,26 +182,38 @@ class ExportPipeline:
     # -- worker thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        next_beat = time.monotonic() + self.settings.heartbeat_delay
         while True:
             with self._cond:
-                while not (self._stopping or self._flush_requested or self._due()):
-                    self._cond.wait(self._wait_time())
-                if self._stopping:
+                force = self._wait_for_work(next_beat)
+                if force is None:
                     break
-                force = self._flush_requested
-                self._flush_requested = False
             self._drain(force=force, deadline=None)
+            next_beat = time.monotonic() + self.settings.heartbeat_delay
         self._drain(force=True, deadline=self._deadline)  # the last attempt, bounded by shutdown
 
-    def _due(self) -> bool:
-        """Whether to export now: a full batch is queued and no retry is pending."""
-        return self._queued >= self.settings.batch_size and time.monotonic() >= self._retry_at
-
-    def _wait_time(self) -> float:
-        now = time.monotonic()
-        if self._retry_at > now:
-            return self._retry_at - now
-        return self.settings.heartbeat_delay
+    def _wait_for_work(self, next_beat: float) -> bool | None:
+        """Under the lock: wait until there is something to export. True: a flush (ignore any
+        backoff); False: a full batch or the heartbeat; None: stopping."""
+        while True:
+            if self._stopping:
+                return None
+            if self._flush_requested:
+                self._flush_requested = False
+                return True
+            now = time.monotonic()
+            if now >= self._retry_at:
+                if self._queued >= self.settings.batch_size or (self._queued and now >= next_beat):
+                    return False
+                if now >= next_beat:
+                    next_beat = now + self.settings.heartbeat_delay  # nothing queued at the beat
+            if self._queued >= self.settings.batch_size:
+                wake_at = self._retry_at  # a full batch waits only for the backoff
+            elif self._queued:
+                wake_at = max(self._retry_at, next_beat)
+            else:
+                wake_at = next_beat
+            self._cond.wait(max(0.001, wake_at - now))
 
     def _take_batch(self) -> list[tuple[ReadableSpan, int]]:
         batch: list[tuple[ReadableSpan, int]] = []
@@ -242,9 +256,10 @@ class ExportPipeline:
     def _drain(self, *, force: bool, deadline: float | None) -> bool:
         """Export batches until the queue is empty (True), a retry is pending or time is up."""
         while True:
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if (deadline is not None and now >= deadline) or now < self._not_before:
                 return False
-            if not force and time.monotonic() < self._retry_at:
+            if not force and now < self._retry_at:
                 return False
             batch = self._take_batch()
             if not batch:
@@ -255,7 +270,7 @@ class ExportPipeline:
                 with self._cond:
                     self._in_flight = 0
                     self._attempt = 0
-                    self._retry_at = 0.0
+                    self._retry_at = self._not_before = 0.0
                     self._cond.notify_all()
                 self._count("events_exported", events)
             elif outcome.status is ExportStatus.PERMANENT:
@@ -269,6 +284,8 @@ class ExportPipeline:
                 with self._cond:
                     self._attempt += 1
                     self._retry_at = time.monotonic() + delay
+                    if outcome.retry_after is not None:
+                        self._not_before = self._retry_at
                     self._cond.notify_all()
                 self._count("export_retries", 1)
                 log_every(
@@ -291,7 +308,8 @@ class ExportPipeline:
             return self._queued + self._in_flight
 
     def flush(self, timeout: float) -> bool:
-        """Export what is queued now (ignoring a pending backoff); False if not all within ``timeout``."""
+        """Export what is queued now (ignoring our backoff, never a Retry-After); False if not all
+        was delivered within ``timeout``."""
         deadline = time.monotonic() + timeout
         if self.pending == 0:
             return True
