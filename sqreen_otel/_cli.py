@@ -48,7 +48,7 @@ def parse_time(value: str, now: dt.datetime | None = None) -> int:
             raise argparse.ArgumentTypeError(f"not a time: {value!r} (use 15m, 2h, 7d or ISO 8601)") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.timezone.utc)
-    return int(moment.timestamp() * 1e9)
+    return min(max(int(moment.timestamp() * 1e9), 0), 2**63 - 1)  # nanoseconds fit SQLite's int64
 
 
 def _group_expression(field: str) -> tuple[str, list[Any]]:

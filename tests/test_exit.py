@@ -1,0 +1,32 @@
+"""Interpreter exit: queued events are delivered; a hung destination never hangs the exit."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from _receivers import Receiver, Reply, running
+from _support import run_python
+
+PROBE = Path(__file__).with_name("exit_probe.py")
+
+
+def test_a_normal_exit_delivers_queued_events(tmp_path: Path) -> None:
+    with running(Receiver()) as receiver:
+        completed = run_python([str(PROBE), receiver.url, "5"], tmp_path)
+        assert completed.returncode == 0, completed.stderr
+        (request,) = receiver.wait_for(1)
+    names = [point["signal_name"] for point in json.loads(request.body)]
+    assert names == ["sq.sdk.users.login.failure"] * 3
+
+
+def test_a_hung_destination_does_not_hang_the_exit(tmp_path: Path) -> None:
+    with running(Receiver(default=Reply(hang=30))) as receiver:
+        started = time.monotonic()
+        completed = run_python([str(PROBE), receiver.url, "1.5"], tmp_path)
+        elapsed = time.monotonic() - started
+        assert completed.returncode == 0, completed.stderr
+        assert receiver.attempts, "the exit hook tried to deliver"
+    assert elapsed < 1.5 + 3.0  # the graceful timeout plus interpreter start-up, not the 30 s hang
+    assert "dropped security events (shutdown_timeout)" in completed.stderr
