@@ -205,12 +205,91 @@ def bench_requests(rounds: int, per_round: int = 200) -> list[Result]:
     return results
 
 
+def bench_export(rounds: int, spans_per_batch: int = 200) -> list[str]:
+    """(c) http exporter scrub + encode throughput; (d) scrub + OTLP encode vs OTLP encode alone."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from workload import request_spans
+
+    from sqreen_otel import ScrubbingSpanExporter
+    from sqreen_otel._outcome import SUCCESS, ExportOutcome
+    from sqreen_otel._scrub import Scrubber
+    from sqreen_otel.exporters import SqreenHttpExporter
+
+    class EncodeOnly(SqreenHttpExporter):
+        """The http exporter up to the wire (scrub, points, JSON, gzip); the send is not timed."""
+
+        def _send(self, body: bytes) -> ExportOutcome:
+            return SUCCESS
+
+    spans = request_spans(spans_per_batch)
+    events = sum(len(span.events) for span in spans)
+    scrubbing = ScrubbingSpanExporter(NullExporter(), Scrubber())
+    http = ScrubbingSpanExporter(EncodeOnly("https://ingest.invalid/batches"), Scrubber())
+
+    def http_batch() -> float:
+        start = time.perf_counter()
+        http.export(spans)
+        return (time.perf_counter() - start) / events
+
+    def scrub_then_otlp() -> float:
+        start = time.perf_counter()
+        encode_spans(scrubbing.scrub(spans)).SerializeToString()
+        return (time.perf_counter() - start) / events
+
+    def otlp_alone() -> float:
+        start = time.perf_counter()
+        encode_spans(spans).SerializeToString()
+        return (time.perf_counter() - start) / events
+
+    per_event = statistics.median(http_batch() for _ in range(rounds))
+    ratio, ours, theirs = side_by_side(scrub_then_otlp, otlp_alone, rounds)
+    rate = 1 / per_event
+    verdict = "  OK" if rate >= 30_000 else "  UNDER TARGET"
+    return [
+        f"(c) http exporter: scrub + JSON + gzip of request spans with 2 events each, one core\n"
+        f"    {rate:,.0f} events/s (target >= 30,000){verdict}   [{per_event * 1e6:.1f} us/event, median]",
+        Result(
+            "(d) scrub + official OTLP protobuf encoding of the same spans",
+            "official OTLP protobuf encoding alone",
+            ratio,
+            ours,
+            theirs,
+            target=1.3,
+        ).line()
+        + " (per event)",
+    ]
+
+
+def bench_memory() -> list[str]:
+    """(e) peak RSS with a full default queue, and RSS under 10x overload (a process of its own)."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).with_name("memory.py")
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    m = json.loads(completed.stdout)
+    overload = 10 * m["queue_events"]
+    return [
+        f"(e) memory with the destination down: queue bound {m['queue_events']:,} events\n"
+        f"    RSS {m['baseline_mb']:.1f} MB before, {m['full_queue_mb']:.1f} MB with a full queue "
+        f"(+{m['full_queue_mb'] - m['baseline_mb']:.1f} MB for {m['queue_events']:,} queued events)\n"
+        f"    after a 10x overload ({overload:,} more events): {m['overload_mb']:.1f} MB "
+        f"({m['overload_mb'] / m['full_queue_mb']:.3f}x the full queue: retry high-water)\n"
+        f"    after another 10x overload: {m['sustained_mb']:.1f} MB "
+        f"({m['sustained_mb'] / m['overload_mb']:.3f}x the previous round: flat); "
+        f"{m['dropped_queue_full']:,} events dropped and counted"
+    ]
+
+
 def main(argv: list[str]) -> int:
     rounds = int(argv[1]) if len(argv) > 1 else 41
     print(f"sqreen-otel benchmarks, Python {sys.version.split()[0]}, {rounds} alternating rounds each\n")
     results = bench_track_event(rounds) + bench_requests(rounds)
     for result in results:
         print(result.line())
+    for line in bench_export(rounds) + bench_memory():
+        print(line)
     return 0
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from opentelemetry.sdk.trace.export import SpanExporter
+
+from sqreen_otel._config import Config
 from sqreen_otel.exporters.console import ConsoleEventExporter
 from sqreen_otel.exporters.http import SqreenHttpExporter
 from sqreen_otel.exporters.local import LocalStoreExporter
-
-from sqreen_otel._config import Config
 
 __all__ = ["ConsoleEventExporter", "LocalStoreExporter", "SqreenHttpExporter", "exporter_factories"]
 

@@ -11,7 +11,8 @@ from typing import Any, TextIO
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from sqreen_otel._model import SecurityEvent, security_events
+from sqreen_otel._model import SecurityEvent, events_of
+from sqreen_otel._outcome import SUCCESS, ExportOutcome
 
 
 def _compact(mapping: dict[str, Any]) -> str:
@@ -46,9 +47,13 @@ class ConsoleEventExporter(SpanExporter):
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = [format_event(event) for span in spans for event in security_events(span)]
+        """Unscrubbed: the pipeline goes through ``ScrubbingSpanExporter``, which calls ``export_events``."""
+        return self.export_events(events_of(spans)).result
+
+    def export_events(self, events: Sequence[SecurityEvent]) -> ExportOutcome:
+        lines = [format_event(event) for event in events]
         if lines:
             with self._lock:
                 self._out.write("\n".join(lines) + "\n")
                 self._out.flush()
-        return SpanExportResult.SUCCESS
+        return SUCCESS

@@ -9,7 +9,6 @@ a minute) keeps it fork-safe. 2xx is delivered; 408, 429 and 5xx are retried (ho
 
 from __future__ import annotations
 
-import datetime as dt
 import email.utils
 import gzip
 import json
@@ -23,7 +22,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from sqreen_otel._model import SecurityEvent, security_events
+from sqreen_otel._model import SecurityEvent, events_of, iso_time
 from sqreen_otel._outcome import SUCCESS, ExportOutcome, ExportStatus
 
 __all__ = ["SqreenHttpExporter", "encode_points", "point"]
@@ -34,43 +33,49 @@ _SOURCES = {"track": "sqreen:sdk:track", "auth": "sqreen:sdk:auth_track", "signu
 _RETRYABLE = frozenset({408, 429})
 
 
-def _iso(timestamp_ns: int) -> str:
-    moment = dt.datetime.fromtimestamp(timestamp_ns / 1e9, tz=dt.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def point(event: SecurityEvent) -> dict[str, Any]:
-    """One security event as a Sqreen signal point."""
+def point(event: SecurityEvent, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One security event as a Sqreen signal point (``context``: its request's, if built already)."""
     request = event.request
     name = event.name if event.name.startswith("sq.") else f"sq.sdk.{event.name}"
     return {
         "type": "point",
         "signal_name": name,
         "source": _SOURCES.get(event.event_type, f"sqreen:sdk:{event.event_type}"),
-        "time": _iso(event.timestamp_ns),
+        "time": iso_time(event.timestamp_ns),
         "payload_schema": PAYLOAD_SCHEMA,
         "payload": {"properties": event.properties, "user_identifiers": event.user_identifiers},
         "context_schema": CONTEXT_SCHEMA,
-        "context": {
-            "client_ip": request.client_ip,
-            "user_agent": request.user_agent,
-            "path": request.path,
-            "verb": request.method,
-            "parameters": request.parameters,
-        },
+        "context": context if context is not None else http_context(event),
         "actor": {
             "ip_addresses": [request.client_ip] if request.client_ip else [],
             "user_agent": request.user_agent,
             "identifiers": event.user_identifiers,
         },
-        "trace_id": f"{event.trace_id:032x}",
-        "span_id": f"{event.span_id:016x}",
+        "trace_id": event.trace_id,
+        "span_id": event.span_id,
     }
 
 
-def encode_points(spans: Sequence[ReadableSpan]) -> tuple[int, bytes]:
+def http_context(event: SecurityEvent) -> dict[str, Any]:
+    request = event.request
+    return {
+        "client_ip": request.client_ip,
+        "user_agent": request.user_agent,
+        "path": request.path,
+        "verb": request.method,
+        "parameters": request.parameters,
+    }
+
+
+def encode_points(events: Sequence[SecurityEvent]) -> tuple[int, bytes]:
     """(number of points, gzip-compressed JSON array of points)."""
-    points = [point(event) for span in spans for event in security_events(span)]
+    points = []
+    contexts: dict[int, dict[str, Any]] = {}
+    for event in events:
+        context = contexts.get(id(event.request))
+        if context is None:  # one per request, shared by its events
+            context = contexts[id(event.request)] = http_context(event)
+        points.append(point(event, context))
     body = json.dumps(points, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
     return len(points), gzip.compress(body, compresslevel=6)
 
@@ -116,9 +121,17 @@ class SqreenHttpExporter(SpanExporter):
         )
 
     def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
-        count, body = encode_points(spans)
+        """Unscrubbed: the pipeline goes through ``ScrubbingSpanExporter``, which calls ``export_events``."""
+        return self.export_events(events_of(spans))
+
+    def export_events(self, events: Sequence[SecurityEvent]) -> ExportOutcome:
+        count, body = encode_points(events)
         if not count:
             return SUCCESS
+        return self._send(body)
+
+    def _send(self, body: bytes) -> ExportOutcome:
+        """POST one gzip-compressed batch and classify the answer."""
         request = urllib.request.Request(self.url, data=body, headers=self._headers, method="POST")
         try:
             with self._opener.open(request, timeout=self.timeout) as response:

@@ -19,7 +19,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from sqreen_otel._model import security_events
+from sqreen_otel._model import SecurityEvent, events_of
 from sqreen_otel._outcome import SUCCESS, ExportOutcome, ExportStatus
 
 __all__ = ["SCHEMA", "LocalStoreExporter", "connect"]
@@ -72,32 +72,32 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
-def rows(spans: Sequence[ReadableSpan]) -> list[tuple[Any, ...]]:
+def rows(events: Sequence[SecurityEvent]) -> list[tuple[Any, ...]]:
     """One row per security event (values already scrubbed upstream)."""
     result = []
-    for span in spans:
-        for index, event in enumerate(security_events(span)):
-            trace_id = f"{event.trace_id:032x}"
-            span_id = f"{event.span_id:016x}"
-            request = event.request
-            result.append(
-                (
-                    f"{trace_id}:{span_id}:{index}:{event.timestamp_ns}:{event.name}",
-                    event.timestamp_ns,
-                    event.name,
-                    event.event_type,
-                    _json(event.user_identifiers),
-                    request.client_ip,
-                    request.user_agent,
-                    request.method,
-                    request.path,
-                    request.route,
-                    _json(request.parameters),
-                    _json(event.properties),
-                    trace_id,
-                    span_id,
-                )
+    position: dict[tuple[str, str], int] = {}
+    for event in events:
+        trace_id, span_id = event.trace_id, event.span_id
+        index = position[trace_id, span_id] = position.get((trace_id, span_id), -1) + 1  # within its span
+        request = event.request
+        result.append(
+            (
+                f"{trace_id}:{span_id}:{index}:{event.timestamp_ns}:{event.name}",
+                event.timestamp_ns,
+                event.name,
+                event.event_type,
+                _json(event.user_identifiers),
+                request.client_ip,
+                request.user_agent,
+                request.method,
+                request.path,
+                request.route,
+                _json(request.parameters),
+                _json(event.properties),
+                trace_id,
+                span_id,
             )
+        )
     return result
 
 
@@ -117,7 +117,11 @@ class LocalStoreExporter(SpanExporter):
         return self._connection
 
     def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
-        values = rows(spans)
+        """Unscrubbed: the pipeline goes through ``ScrubbingSpanExporter``, which calls ``export_events``."""
+        return self.export_events(events_of(spans))
+
+    def export_events(self, events: Sequence[SecurityEvent]) -> ExportOutcome:
+        values = rows(events)
         if not values:
             return SUCCESS
         with self._lock:

@@ -7,13 +7,15 @@ attribute), with its default properties derived from the span's HTTP attributes
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 from sqreen_otel import _schema
 from sqreen_otel._request_context import RequestContext, request_context
+from sqreen_otel._sdk_bridge import readable, span_attributes
 
 
 class SecurityEvent(NamedTuple):
@@ -22,9 +24,9 @@ class SecurityEvent(NamedTuple):
     timestamp_ns: int
     properties: dict[str, Any]
     user_identifiers: dict[str, Any]
-    request: RequestContext
-    trace_id: int
-    span_id: int
+    request: RequestContext  # shared by the events of one span
+    trace_id: str  # 32 hex digits
+    span_id: str  # 16 hex digits
 
 
 def _strip(attributes: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -34,10 +36,11 @@ def _strip(attributes: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 def security_events(span: ReadableSpan) -> Iterator[SecurityEvent]:
     """The security events a span carries, in order."""
-    span_attributes = span.attributes or {}
-    context = request_context(span_attributes)
+    context = request_context(span_attributes(span))
+    trace_id = f"{span.context.trace_id:032x}" if span.context else "0" * 32
+    span_id = f"{span.context.span_id:016x}" if span.context else "0" * 16
     for event in span.events:
-        attributes = event.attributes or {}
+        attributes = readable(event.attributes)
         event_type = attributes.get(_schema.EVENT_TYPE)
         if not isinstance(event_type, str):
             continue
@@ -48,6 +51,16 @@ def security_events(span: ReadableSpan) -> Iterator[SecurityEvent]:
             properties=_strip(attributes, _schema.PROPERTIES_PREFIX),
             user_identifiers=_strip(attributes, _schema.USER_PREFIX),
             request=context,
-            trace_id=span.context.trace_id if span.context else 0,
-            span_id=span.context.span_id if span.context else 0,
+            trace_id=trace_id,
+            span_id=span_id,
         )
+
+
+def events_of(spans: Iterable[ReadableSpan]) -> list[SecurityEvent]:
+    return [event for span in spans for event in security_events(span)]
+
+
+def iso_time(timestamp_ns: int) -> str:
+    """``2026-01-02T03:04:05.678Z`` (UTC, milliseconds)."""
+    seconds, nanos = divmod(timestamp_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos // 1_000_000:03d}Z"

@@ -28,11 +28,14 @@ import hashlib
 import hmac
 import re
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqreen_otel import _schema
 from sqreen_otel._config import Config
+from sqreen_otel._model import SecurityEvent
+from sqreen_otel._request_context import RequestContext
+from sqreen_otel._sdk_bridge import readable
 
 MASK = "<Redacted by Sqreen>"
 URL_MASK = urllib.parse.quote(MASK)
@@ -76,9 +79,11 @@ _BUILTIN_VALUE_REGEX = re.compile(
     "|".join(f"(?P<{name}>{pattern})" for name, pattern in _BUILTIN_VALUE_PATTERNS.items())
 )
 
+_CACHED_TEXT_LENGTH = 256  # longer texts are rarely repeated: not worth a cache slot
 _URL_KEYS = frozenset({"url.full", "http.url"})
 _TARGET_KEYS = frozenset({"http.target"})
 _QUERY_KEYS = frozenset({"url.query"})
+_URL_LIKE_KEYS = _URL_KEYS | _TARGET_KEYS | _QUERY_KEYS
 _DATA_PREFIXES = (
     _schema.PROPERTIES_PREFIX,
     _schema.USER_PREFIX,
@@ -133,7 +138,11 @@ class Scrubber:
         self._custom_value_regex = re.compile(value_regexp) if value_regexp else None
         self._value_rule = value_regexp != ""
         self._hmac_key = hmac_key.encode() if hmac_key else None
+        # Keys repeat endlessly (the same attributes on every span): decide each one once.
         self.is_sensitive_key = functools.lru_cache(maxsize=8192)(self._is_sensitive_key)
+        self._key_rule_applies = functools.lru_cache(maxsize=8192)(self._key_rule)
+        # So do many values (user agents, methods, paths): scrub short ones once.
+        self._scrub_short = functools.lru_cache(maxsize=4096)(self._scrub_text)
 
     @classmethod
     def from_config(cls, config: Config) -> Scrubber:
@@ -163,6 +172,11 @@ class Scrubber:
         """The value rule: redact the matching parts of ``text``."""
         if not self.enabled or not self._value_rule or len(text) < 5:
             return text
+        if len(text) <= _CACHED_TEXT_LENGTH:
+            return self._scrub_short(text)
+        return self._scrub_text(text)
+
+    def _scrub_text(self, text: str) -> str:
         if self._custom_value_regex is not None:
             return self._custom_value_regex.sub(MASK, text)
         return _BUILTIN_VALUE_REGEX.sub(_builtin_replacement, text)
@@ -240,25 +254,14 @@ class Scrubber:
 
     # -- attributes --------------------------------------------------------------------------
 
-    def _key_rule_applies(self, key: str) -> bool:
+    def _key_rule(self, key: str) -> bool:
+        """Whether the key rule redacts attribute ``key`` (user-data prefixes are looked through)."""
         for prefix in _DATA_PREFIXES:
             if key.startswith(prefix):
                 return self.is_sensitive_key(key[len(prefix) :])
         if key.startswith("sqreen."):
             return False  # our own bookkeeping attributes
         return self.is_sensitive_key(key)
-
-    def _scrub_attribute(self, key: str, value: Any) -> Any:
-        if self._key_rule_applies(key):
-            return self._masked(value)
-        if isinstance(value, str):
-            if key in _QUERY_KEYS:
-                return self.scrub_query(value)
-            if key in _TARGET_KEYS:
-                return self.scrub_target(value)
-            if key in _URL_KEYS:
-                return self.scrub_url(value)
-        return self.scrub_value(value)
 
     def _pseudonymise(self, attributes: dict[str, Any]) -> None:
         first: Any = None
@@ -273,14 +276,79 @@ class Scrubber:
         if first is not None:
             attributes["user.hash"] = self.pseudonym(first)
 
+    # -- the event model (for exporters that ship SecurityEvents, not spans) -----------------
+
+    def scrub_parameters(self, parameters: Mapping[str, list[str]]) -> dict[str, list[str]]:
+        """Query parameters: the URL rule per key (signature list, key rule), else the value rule."""
+        return {
+            key: [MASK] * len(values)
+            if key in SIGNATURE_PARAMETERS or self.is_sensitive_key(key)
+            else [self.scrub_text(value) for value in values]
+            for key, values in parameters.items()
+        }
+
+    def scrub_request(self, request: RequestContext) -> RequestContext:
+        if not self.enabled:
+            return request
+        return request._replace(
+            user_agent=self.scrub_text(request.user_agent) if request.user_agent else request.user_agent,
+            path=self.scrub_text(request.path) if request.path else request.path,
+            route=self.scrub_text(request.route) if request.route else request.route,
+            parameters=self.scrub_parameters(request.parameters),
+        )
+
+    def scrub_events(self, events: Iterable[SecurityEvent]) -> list[SecurityEvent]:
+        """Scrubbed copies of security events; each request context is scrubbed once."""
+        scrubbed_requests: dict[int, RequestContext] = {}
+        result = []
+        for event in events:
+            request = scrubbed_requests.get(id(event.request))
+            if request is None:
+                request = scrubbed_requests[id(event.request)] = self.scrub_request(event.request)
+            identifiers = (
+                self.scrub_mapping(event.user_identifiers) if self.enabled else event.user_identifiers
+            )
+            if self._hmac_key is not None:
+                identifiers = {key: self.pseudonym(value) for key, value in identifiers.items()}
+            result.append(
+                event._replace(
+                    name=self.scrub_text(event.name),
+                    properties=self.scrub_mapping(event.properties) if self.enabled else event.properties,
+                    user_identifiers=identifiers,
+                    request=request,
+                )
+            )
+        return result
+
     def scrub_attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
         """A scrubbed copy of span, event or link attributes."""
         if not attributes:
             return {}
-        if self.enabled:
-            result = {key: self._scrub_attribute(key, value) for key, value in attributes.items()}
+        values = readable(attributes)
+        if not self.enabled:
+            result = dict(values)
         else:
-            result = dict(attributes)
+            result = {}
+            key_rule = self._key_rule_applies
+            for key, value in values.items():  # the common types inline: this runs per attribute
+                kind = type(value)
+                if key_rule(key):
+                    result[key] = self._masked(value)
+                elif kind is str:
+                    result[key] = (
+                        self._url_or_text(key, value) if key in _URL_LIKE_KEYS else self.scrub_text(value)
+                    )
+                elif kind is int or kind is float or kind is bool:
+                    result[key] = value
+                else:
+                    result[key] = self.scrub_value(value)
         if self._hmac_key is not None:
             self._pseudonymise(result)
         return result
+
+    def _url_or_text(self, key: str, value: str) -> str:
+        if key in _QUERY_KEYS:
+            return self.scrub_query(value)
+        if key in _TARGET_KEYS:
+            return self.scrub_target(value)
+        return self.scrub_url(value)

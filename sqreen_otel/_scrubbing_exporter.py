@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util import BoundedList
@@ -17,16 +16,12 @@ from opentelemetry.trace import Link
 from opentelemetry.trace.status import Status
 
 from sqreen_otel._config import current_config
+from sqreen_otel._model import security_events
 from sqreen_otel._outcome import ExportOutcome, export_outcome
 from sqreen_otel._scrub import Scrubber
+from sqreen_otel._sdk_bridge import attributes_copy, span_attributes
 
 __all__ = ["ScrubbingSpanExporter"]
-
-
-def _attributes(values: dict[str, object], dropped: int) -> BoundedAttributes:
-    attributes = BoundedAttributes(None, values, immutable=True)  # type: ignore[arg-type]
-    attributes.dropped = dropped  # keep what the SDK counted on the original
-    return attributes
 
 
 def scrub_span(scrubber: Scrubber, span: ReadableSpan) -> ReadableSpan:
@@ -37,7 +32,7 @@ def scrub_span(scrubber: Scrubber, span: ReadableSpan) -> ReadableSpan:
         [
             Event(
                 text(event.name),
-                _attributes(
+                attributes_copy(
                     scrubber.scrub_attributes(event.attributes), getattr(event, "dropped_attributes", 0)
                 ),
                 event.timestamp,
@@ -50,7 +45,8 @@ def scrub_span(scrubber: Scrubber, span: ReadableSpan) -> ReadableSpan:
         None,
         [
             Link(
-                link.context, _attributes(scrubber.scrub_attributes(link.attributes), link.dropped_attributes)
+                link.context,
+                attributes_copy(scrubber.scrub_attributes(link.attributes), link.dropped_attributes),
             )
             for link in span.links
         ],
@@ -64,7 +60,7 @@ def scrub_span(scrubber: Scrubber, span: ReadableSpan) -> ReadableSpan:
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes=_attributes(scrubber.scrub_attributes(span.attributes), span.dropped_attributes),
+        attributes=attributes_copy(scrubber.scrub_attributes(span_attributes(span)), span.dropped_attributes),
         events=events,
         links=links,
         kind=span.kind,
@@ -95,6 +91,13 @@ class ScrubbingSpanExporter(SpanExporter):
         return self.export_batch(spans).result
 
     def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
+        export_events = getattr(self.wrapped, "export_events", None)
+        if export_events is not None:
+            # An exporter of the event model (http, local, console): scrub the events it ships,
+            # with the same rules, instead of whole span copies it would only read back.
+            events = [event for span in spans for event in security_events(span)]
+            outcome: ExportOutcome = export_events(self.scrubber.scrub_events(events))
+            return outcome
         return export_outcome(self.wrapped, self.scrub(spans))
 
     def shutdown(self) -> None:

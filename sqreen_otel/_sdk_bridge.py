@@ -14,12 +14,16 @@ instead of silently losing events.
   ``_on_ending``. Used to write the resolved client IP once the instrumentation is done
   with the span (Flask and Django re-set their start attributes after the span started).
 * ``has_events``: whether a span holds events, without the copy ``span.events`` makes.
+* ``attributes_copy``: attribute containers for scrubbed span copies, without re-cleaning.
+* ``readable``: the plain dict behind ``BoundedAttributes``, for read-only iteration.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import Span
@@ -47,6 +51,39 @@ def set_attributes_while_ending(span: SdkSpan, attributes: dict[str, str]) -> No
     with store._lock:
         for key, value in attributes.items():
             store._setitem_locked(key, value)
+
+
+def attributes_copy(values: dict[str, Any], dropped: int) -> Mapping[str, Any]:
+    """Span/event attributes for a copy, from values that are already valid attribute values.
+
+    A plain dict when nothing was dropped (``ReadableSpan`` wraps it read-only); else a
+    ``BoundedAttributes`` carrying the original's dropped count, filled without the SDK's
+    constructor, which would clean every value again (the costly part of copying a span).
+    """
+    if not dropped:
+        return values
+    attributes = BoundedAttributes(None, None, immutable=False)
+    store: Any = attributes
+    with store._lock:
+        for key, value in values.items():
+            store._setitem_locked(key, value)
+    store._immutable = True
+    attributes.dropped = dropped
+    return attributes
+
+
+def readable(attributes: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A read-only view of attributes for fast iteration (``BoundedAttributes`` iterates
+    through the generic ``Mapping`` mixin, a Python call per key)."""
+    if attributes is None:
+        return {}
+    plain = getattr(attributes, "_dict", None)
+    return plain if isinstance(plain, dict) else attributes
+
+
+def span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes for read-only iteration (``span.attributes`` wraps them in a proxy)."""
+    return readable(getattr(span, "_attributes", None) or span.attributes)
 
 
 def has_events(span: ReadableSpan) -> bool:

@@ -6,10 +6,10 @@ import io
 
 from _support import make_otel
 from opentelemetry.trace import SpanKind
-from sqreen_otel.exporters import ConsoleEventExporter
 
 import sqreen_otel
 from sqreen_otel._model import security_events
+from sqreen_otel.exporters import ConsoleEventExporter
 
 
 def test_security_events_carry_default_properties_and_skip_foreign_events() -> None:

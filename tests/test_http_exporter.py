@@ -10,11 +10,11 @@ import pytest
 from _receivers import Receiver, Reply, running
 from _support import Otel, make_otel
 from opentelemetry.trace import SpanKind
-from sqreen_otel.exporters import SqreenHttpExporter
 
 import sqreen_otel
 from sqreen_otel._pipeline import Backoff
 from sqreen_otel._scrub import MASK
+from sqreen_otel.exporters import SqreenHttpExporter
 
 
 @pytest.fixture(autouse=True)

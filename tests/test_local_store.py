@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from _support import make_otel
 from opentelemetry.trace import SpanKind
-from sqreen_otel.exporters import LocalStoreExporter
 
 import sqreen_otel
 from sqreen_otel._cli import main as cli
+from sqreen_otel.exporters import LocalStoreExporter
 
 WRITER = Path(__file__).with_name("store_writer.py")
 
