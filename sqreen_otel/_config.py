@@ -18,7 +18,7 @@ import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from sqreen_otel._log import logger
 
@@ -150,34 +150,26 @@ def _parse_networks(value: Any) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
-def _int_in(low: int, high: int) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
+Number = TypeVar("Number", int, float)
+
+
+def _number_in(kind: type[Number], low: Number, high: Number) -> Callable[[Any], Number]:
+    """A parser for an int (``kind=int``) or a number (``kind=float``) within [low, high]."""
+    accepted: tuple[type, ...] = (int,) if kind is int else (int, float)
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(value: Any) -> Number:
         if isinstance(value, str):
             try:
-                value = int(value.strip())
+                value = kind(value.strip())
             except ValueError:
-                raise ValueError(f"expected an integer, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"expected an int, got {type(value).__name__}")
-        if not low <= value <= high:
-            raise ValueError(f"expected an integer from {low} to {high}, got {value}")
-        return value
-
-    return parse
-
-
-def _float_in(low: float, high: float) -> Callable[[Any], float]:
-    def parse(value: Any) -> float:
-        if isinstance(value, str):
-            try:
-                value = float(value.strip())
-            except ValueError:
-                raise ValueError(f"expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"expected a number, got {type(value).__name__}")
-        if not low <= value <= high:
-            raise ValueError(f"expected a number from {low} to {high}, got {value}")
-        return float(value)
+                raise ValueError(f"expected {noun}, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, accepted):
+            raise TypeError(f"expected {noun}, got {type(value).__name__}")
+        number: Number = kind(cast(Any, value))  # an int or float here (checked just above)
+        if not low <= number <= high:  # also refuses NaN
+            raise ValueError(f"expected {noun} from {low} to {high}, got {number}")
+        return number
 
     return parse
 
@@ -283,15 +275,15 @@ _SETTINGS: tuple[_Setting[Any], ...] = (
     _Setting(
         "max_event_properties",
         "SQREEN_MAX_EVENT_PROPERTIES",
-        _int_in(1, MAX_EVENT_PROPERTIES_CEILING),
+        _number_in(int, 1, MAX_EVENT_PROPERTIES_CEILING),
         (int,),
     ),
     _Setting("log_level", "SQREEN_LOG_LEVEL", _parse_log_level, (str, _NONE)),
     _Setting("exporter", "SQREEN_EXPORTER", _parse_exporters, (str, list, tuple)),
-    _Setting("heartbeat_delay", "SQREEN_HEARTBEAT_DELAY", _float_in(0.01, 3600.0), (int, float)),
-    _Setting("batch_size", "SQREEN_BATCH_SIZE", _int_in(1, 100_000), (int,)),
-    _Setting("max_queue_length", "SQREEN_MAX_QUEUE_LENGTH", _int_in(1, 10_000_000), (int,)),
-    _Setting("graceful_timeout", "SQREEN_GRACEFUL_TIMEOUT", _float_in(0.0, 300.0), (int, float)),
+    _Setting("heartbeat_delay", "SQREEN_HEARTBEAT_DELAY", _number_in(float, 0.01, 3600.0), (int, float)),
+    _Setting("batch_size", "SQREEN_BATCH_SIZE", _number_in(int, 1, 100_000), (int,)),
+    _Setting("max_queue_length", "SQREEN_MAX_QUEUE_LENGTH", _number_in(int, 1, 10_000_000), (int,)),
+    _Setting("graceful_timeout", "SQREEN_GRACEFUL_TIMEOUT", _number_in(float, 0.0, 300.0), (int, float)),
     _Setting("strip_sensitive_data", "SQREEN_STRIP_SENSITIVE_DATA", _parse_bool, (bool,)),
     _Setting("strip_sensitive_keys", "SQREEN_STRIP_SENSITIVE_KEYS", _parse_key_list, (str, list, tuple)),
     _Setting("strip_sensitive_key_regexp", "SQREEN_STRIP_SENSITIVE_KEY_REGEXP", _parse_regexp, (str, _NONE)),
