@@ -193,3 +193,25 @@ def test_shutdown_delivers_what_is_queued_and_closes_the_exporter() -> None:
     line.shutdown(5.0)
     assert exporter.delivered == names(3)
     assert exporter.shut_down
+
+
+class ContextRecordingExporter(ScriptedExporter):
+    """Notes whether instrumentations would see "suppressed" while we export."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.suppressed: list[object] = []
+
+    def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
+        from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, get_value
+
+        self.suppressed.append(get_value(_SUPPRESS_INSTRUMENTATION_KEY))
+        return super().export_batch(spans)
+
+
+def test_our_own_exports_are_not_traced(stopper: list[ExportPipeline]) -> None:
+    exporter = ContextRecordingExporter()
+    stopper.append(line := pipeline(exporter))
+    line.submit(spans(1)[0], 1)
+    assert line.flush(5.0)
+    assert exporter.suppressed == [True]
