@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,17 +50,34 @@ CREATE INDEX IF NOT EXISTS events_ip_time ON events (client_ip, time_ns);
 
 
 def connect(path: str, *, create: bool = True) -> sqlite3.Connection:
-    """A connection in WAL mode with a busy timeout; creates the file and schema if asked."""
+    """A connection in WAL mode with a busy timeout; creates the file and schema if asked.
+
+    Several processes may create the store at the same moment (workers starting or exiting
+    together): switching a new database to WAL takes an exclusive lock that does not wait on
+    the busy timeout, so the set-up is retried briefly. Once in WAL mode it never changes again.
+    """
     if create:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     uri = f"file:{path}" if create else f"file:{path}?mode=ro"
     connection = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False)
-    if create:
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.executescript(SCHEMA)
+    if not create:
+        return connection
+    for attempt in range(_SETUP_ATTEMPTS):
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.executescript(SCHEMA)
+            return connection
+        except sqlite3.OperationalError:
+            if attempt == _SETUP_ATTEMPTS - 1:
+                connection.close()
+                raise
+            time.sleep(0.02 * (attempt + 1))
     return connection
 
+
+_SETUP_ATTEMPTS = 20  # about 4 s of brief waits in all
 
 _COLUMNS = (
     "event_key, time_ns, name, type, user, client_ip, user_agent, method, path, route, parameters,"

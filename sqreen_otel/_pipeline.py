@@ -254,9 +254,16 @@ class ExportPipeline:
             context.detach(token)
 
     def _drain(self, *, force: bool, deadline: float | None) -> bool:
-        """Export batches until the queue is empty (True), a retry is pending or time is up."""
+        """Export batches until the queue is empty (True), a retry is pending or time is up.
+
+        With a ``deadline`` (the last attempt at shutdown) a retryable failure is retried after
+        its backoff (or ``Retry-After``) as long as that fits before the deadline.
+        """
         while True:
             now = time.monotonic()
+            if deadline is not None and now < self._not_before <= deadline:
+                time.sleep(self._not_before - now)  # shutting down: wait out the backoff if it fits
+                now = time.monotonic()
             if (deadline is not None and now >= deadline) or now < self._not_before:
                 return False
             if not force and now < self._retry_at:
@@ -288,6 +295,9 @@ class ExportPipeline:
                         self._not_before = self._retry_at
                     self._cond.notify_all()
                 self._count("export_retries", 1)
+                if deadline is not None:
+                    with self._cond:
+                        self._not_before = max(self._not_before, self._retry_at)
                 log_every(
                     ("retry", self.name),
                     60.0,
@@ -297,7 +307,8 @@ class ExportPipeline:
                     outcome.detail or "retryable error",
                     delay,
                 )
-                return False
+                if deadline is None or self._not_before > deadline:
+                    return False
 
     # -- control ------------------------------------------------------------------------------
 

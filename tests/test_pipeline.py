@@ -215,3 +215,24 @@ def test_our_own_exports_are_not_traced(stopper: list[ExportPipeline]) -> None:
     line.submit(spans(1)[0], 1)
     assert line.flush(5.0)
     assert exporter.suppressed == [True]
+
+
+def test_a_retryable_failure_at_shutdown_is_retried_within_the_graceful_timeout() -> None:
+    exporter = ScriptedExporter([RETRY, RETRY])  # e.g. another process holding the store's lock
+    line = pipeline(exporter)
+    for span in spans(3):
+        line.submit(span, 1)
+    line.shutdown(3.0)
+    assert exporter.delivered == names(3)
+    assert "events_dropped.shutdown_timeout.test" not in sqreen_otel.stats()
+
+
+def test_shutdown_does_not_wait_out_a_retry_after_beyond_its_timeout() -> None:
+    exporter = ScriptedExporter([ExportOutcome(ExportStatus.RETRY, retry_after=60, detail="HTTP 503")])
+    line = pipeline(exporter)
+    line.submit(spans(1)[0], 4)
+    started = time.monotonic()
+    line.shutdown(0.5)
+    assert time.monotonic() - started < 1.5
+    assert exporter.delivered == []
+    assert sqreen_otel.stats()["events_dropped.shutdown_timeout.test"] == 4
