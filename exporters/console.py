@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 import threading
 from collections.abc import Sequence
@@ -11,7 +10,7 @@ from typing import Any, TextIO
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from sqreen_otel._model import SecurityEvent, events_of
+from sqreen_otel._model import SecurityEvent, events_of, iso_time
 from sqreen_otel._outcome import SUCCESS, ExportOutcome
 
 
@@ -21,9 +20,8 @@ def _compact(mapping: dict[str, Any]) -> str:
 
 def format_event(event: SecurityEvent) -> str:
     """``time name user={...} ip=... METHOD /path params={...} ua=... props={...}`` on one line."""
-    when = dt.datetime.fromtimestamp(event.timestamp_ns / 1e9, tz=dt.timezone.utc)
     request = event.request
-    parts = [when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", event.name]
+    parts = [iso_time(event.timestamp_ns), event.name]
     if event.user_identifiers:
         parts.append("user=" + _compact(event.user_identifiers))
     if request.client_ip:

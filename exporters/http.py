@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from sqreen_otel._model import SecurityEvent, events_of, iso_time
 from sqreen_otel._outcome import SUCCESS, ExportOutcome, ExportStatus
+from sqreen_otel._version import __version__
 
 __all__ = ["SqreenHttpExporter", "encode_points", "point"]
 
@@ -110,7 +111,7 @@ class SqreenHttpExporter(SpanExporter):
         self._headers = {
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
-            "User-Agent": "sqreen-otel/0.1.0",
+            "User-Agent": f"sqreen-otel/{__version__}",
         }
         if token:
             self._headers["X-Api-Key"] = token

@@ -20,8 +20,7 @@ from sqreen_otel._sampler import SecurityEventSampler
 from sqreen_otel._scrubbing_exporter import ScrubbingSpanExporter
 from sqreen_otel._setup import configure, flush, shutdown
 from sqreen_otel._stats import stats as _stats
-
-__version__ = "0.1.0"
+from sqreen_otel._version import __version__
 
 
 def stats() -> dict[str, int]:

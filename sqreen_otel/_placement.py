@@ -27,8 +27,8 @@ from sqreen_otel._request_context import REQUEST_CONTEXT_KEYS
 from sqreen_otel._sdk_bridge import add_event_if_open, event_limits, is_sdk_span, max_events
 from sqreen_otel._state import RequestState
 from sqreen_otel._stats import stats
+from sqreen_otel._version import __version__
 
-_VERSION = "0.1.0"
 _provider: TracerProvider | None = None
 
 _COPIED_KEYS = REQUEST_CONTEXT_KEYS | {
@@ -48,7 +48,7 @@ def use_provider(provider: TracerProvider | None) -> None:
 
 def _tracer() -> trace.Tracer:
     provider = _provider if _provider is not None else trace.get_tracer_provider()
-    return provider.get_tracer("sqreen_otel", _VERSION)
+    return provider.get_tracer("sqreen_otel", __version__)
 
 
 def put_on(span: SdkSpan, event: LiveEvent) -> bool:

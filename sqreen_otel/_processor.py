@@ -75,10 +75,8 @@ class SqreenSpanProcessor(SpanProcessor):
             if state is not None:
                 state.detach()
                 state.finish_http()
-                for event in state.events:
-                    event.finalize()
                 if state.events:
-                    rescue_evicted(state)
+                    rescue_evicted(state)  # finalises the evicted ones; the scan below, the others
             if not has_events(span):
                 return
             ours = 0
