@@ -63,6 +63,8 @@ def test_opentelemetry_instrument_enables_the_sdk_and_ships_unsampled_events(tmp
         assert "POST /login" in failure
         (page,) = [line for line in lines if " login.page " in line and f"['{user}']" in line]
         assert "props={user_known=False}" in page
+        # SqreenMiddleware was put around Flask by our instrumentor: the proxy header is resolved.
+        assert (" ip=203.0.114.7 " in failure) is (user == "unsampled")
     # The app's own pipeline kept its sampling decision: only the sampled request.
     app = [s for s in json_objects(completed.stdout) if s.get("kind") == "SpanKind.SERVER"]
     assert [s["attributes"]["http.target"] for s in app] == ["/login?user=sampled"]

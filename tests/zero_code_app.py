@@ -23,6 +23,9 @@ if __name__ == "__main__":
     client.post("/login?user=sampled")
     client.post(
         "/login?user=unsampled",
-        headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"},
+        headers={
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+            "X-Forwarded-For": "203.0.114.7",  # behind a proxy: resolved with no code change
+        },
     )
     # Normal interpreter exit: the tracer provider's exit hook flushes our pipeline.
