@@ -26,6 +26,15 @@ from sqreen_otel._normalize import AttributeValue, Scalar
 _LOCK = threading.Lock()
 
 
+def identity_attributes(
+    identifiers: Mapping[str, Scalar], traits: Mapping[str, AttributeValue]
+) -> dict[str, AttributeValue]:
+    """The span attributes of an identified user: ``user_attributes`` plus ``sqreen.traits.<key>``."""
+    attributes = user_attributes(identifiers)
+    attributes.update({_schema.TRAITS_PREFIX + key: value for key, value in traits.items()})
+    return attributes
+
+
 def user_attributes(identifiers: Mapping[str, Scalar]) -> dict[str, AttributeValue]:
     """``sqreen.user.<key>`` for every identifier, plus ``user.id``/``user.email``/``user.name``."""
     out: dict[str, AttributeValue] = {}

@@ -17,7 +17,7 @@ from opentelemetry.trace import Span
 
 from sqreen_otel import _schema
 from sqreen_otel._config import current_config
-from sqreen_otel._events import LiveEvent, user_attributes
+from sqreen_otel._events import LiveEvent, identity_attributes
 from sqreen_otel._guard import guarded
 from sqreen_otel._log import warn_once
 from sqreen_otel._normalize import (
@@ -130,9 +130,7 @@ class _Target:
                     where,
                 )
         elif self.current.is_recording():
-            attributes = user_attributes(ids)
-            attributes.update({_schema.TRAITS_PREFIX + key: value for key, value in props.items()})
-            self.current.set_attributes(attributes)
+            self.current.set_attributes(identity_attributes(ids, props))
         self.record(_schema.IDENTIFY_EVENT_NAME, "identify", ids)
 
 

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 from sqreen_otel import _schema
 from sqreen_otel._client_ip import PEER, Inputs, resolve_snapshot, snapshot
 from sqreen_otel._config import Config
-from sqreen_otel._events import LiveEvent, user_attributes
+from sqreen_otel._events import LiveEvent, identity_attributes
 from sqreen_otel._normalize import AttributeValue, Scalar
 from sqreen_otel._sdk_bridge import set_attributes_while_ending
 
@@ -97,8 +97,7 @@ class RequestState:
             if self.identified is not None:
                 return self.identified == identifiers
             self.identified = identifiers
-        attributes = user_attributes(identifiers)
-        attributes.update({_schema.TRAITS_PREFIX + key: value for key, value in traits.items()})
+        attributes = identity_attributes(identifiers, traits)
         if attributes and not self.ended:
             self.span.set_attributes(attributes)
         return True
