@@ -133,6 +133,7 @@ def _events(db: sqlite3.Connection, arguments: argparse.Namespace, out: TextIO) 
         time_ns, name, kind, user, ip, method, path, agent, parameters, properties, trace_id = row
         records.append(
             {
+                "time_ns": time_ns,
                 "time": dt.datetime.fromtimestamp(time_ns / 1e9, tz=dt.timezone.utc).isoformat(),
                 "name": name,
                 "type": kind,
@@ -149,14 +150,16 @@ def _events(db: sqlite3.Connection, arguments: argparse.Namespace, out: TextIO) 
     records.reverse()  # oldest of the most recent first, as a log reads
     if arguments.json:
         for record in records:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.write(
+                json.dumps({k: v for k, v in record.items() if k != "time_ns"}, ensure_ascii=False) + "\n"
+            )
         return
     if not records:
         out.write("no events match\n")
         return
     rows = [
         (
-            _iso(int(dt.datetime.fromisoformat(r["time"]).timestamp() * 1e9)),
+            _iso(r["time_ns"]),
             r["name"],
             _compact(r["user"]),
             r["client_ip"] or "",

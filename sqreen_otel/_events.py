@@ -77,14 +77,6 @@ class LiveEvent(Event):
         self._owner = owner
         self._limits = limits
 
-    @property
-    def owner(self) -> ReadableSpan | None:
-        return self._owner
-
-    @property
-    def is_final(self) -> bool:
-        return self._final is not None
-
     def update(
         self,
         *,

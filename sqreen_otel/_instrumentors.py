@@ -10,6 +10,7 @@ as the manual recipe; a framework that is not installed is skipped quietly.
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
@@ -39,43 +40,42 @@ def _unwrap_call(cls: type) -> None:
         cls.__call__ = original  # type: ignore[method-assign]
 
 
-class SqreenFlaskInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class _WsgiEntryInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Wraps one framework's WSGI entry class in ``SqreenMiddleware`` (absent framework: no-op)."""
+
+    _requirement: str
+    _module: str
+    _class: str
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return (self._requirement,)
+
+    def _entry_class(self) -> type | None:
+        try:
+            module = importlib.import_module(self._module)
+        except ImportError:
+            return None
+        entry: type = getattr(module, self._class)
+        return entry
+
+    def _instrument(self, **kwargs: Any) -> None:
+        entry = self._entry_class()
+        if entry is not None:
+            _wrap_call(entry)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        entry = self._entry_class()
+        if entry is not None:
+            _unwrap_call(entry)
+
+
+class SqreenFlaskInstrumentor(_WsgiEntryInstrumentor):
     """``SqreenMiddleware`` around every Flask app's WSGI entry point."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("flask >= 2.0",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        try:
-            import flask
-        except ImportError:
-            return
-        _wrap_call(flask.Flask)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        try:
-            import flask
-        except ImportError:
-            return
-        _unwrap_call(flask.Flask)
+    _requirement, _module, _class = "flask >= 2.0", "flask", "Flask"
 
 
-class SqreenDjangoInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+class SqreenDjangoInstrumentor(_WsgiEntryInstrumentor):
     """``SqreenMiddleware`` around Django's WSGI handler."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return ("django >= 3.2",)
-
-    def _instrument(self, **kwargs: Any) -> None:
-        try:
-            from django.core.handlers.wsgi import WSGIHandler
-        except ImportError:
-            return
-        _wrap_call(WSGIHandler)
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        try:
-            from django.core.handlers.wsgi import WSGIHandler
-        except ImportError:
-            return
-        _unwrap_call(WSGIHandler)
+    _requirement, _module, _class = "django >= 3.2", "django.core.handlers.wsgi", "WSGIHandler"

@@ -30,7 +30,6 @@ USER_NAME: Final = "user.name"
 CLIENT_ADDRESS: Final = "client.address"
 NETWORK_PEER_ADDRESS: Final = "network.peer.address"
 
-EVENT_TYPES: Final = ("track", "auth", "signup", "identify")
 IDENTIFY_EVENT_NAME: Final = "sq.identify"
 LOGIN_SUCCESS_EVENT: Final = "users.login.success"
 LOGIN_FAILURE_EVENT: Final = "users.login.failure"

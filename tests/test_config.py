@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from _support import Otel, run_python
-from opentelemetry.sdk.trace import TracerProvider
 
 import sqreen_otel
 from sqreen_otel import Config
@@ -196,7 +195,3 @@ def test_public_api_is_exactly_the_facade() -> None:
     public = {name for name in dir(sqreen_otel) if not name.startswith("_")} - {"exporters", "wsgi"}
     assert sorted(sqreen_otel.__all__) == sorted(public | {"__version__"})
     assert all(getattr(sqreen_otel, name) is not None for name in sqreen_otel.__all__)
-
-
-def test_the_tracer_provider_fixture_is_the_sdk_one(otel: Otel) -> None:
-    assert isinstance(otel.provider, TracerProvider)
