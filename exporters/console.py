@@ -7,27 +7,26 @@ import threading
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
-from sqreen_otel._model import SecurityEvent, events_of, iso_time
+from sqreen_otel._display import safe_text
+from sqreen_otel._model import EventExporter, SecurityEvent, iso_time
 from sqreen_otel._outcome import SUCCESS, ExportOutcome
 
 
 def _compact(mapping: dict[str, Any]) -> str:
-    return "{" + ", ".join(f"{key}={value!r}" for key, value in mapping.items()) + "}"
+    """``{key=value, ...}``: keys escaped, values as reprs (which escape control characters)."""
+    return "{" + ", ".join(f"{safe_text(key)}={value!r}" for key, value in mapping.items()) + "}"
 
 
 def format_event(event: SecurityEvent) -> str:
     """``time name user={...} ip=... METHOD /path params={...} ua=... props={...}`` on one line."""
     request = event.request
-    parts = [iso_time(event.timestamp_ns), event.name]
+    parts = [iso_time(event.timestamp_ns), safe_text(event.name)]
     if event.user_identifiers:
         parts.append("user=" + _compact(event.user_identifiers))
     if request.client_ip:
-        parts.append(f"ip={request.client_ip}")
+        parts.append(f"ip={safe_text(request.client_ip)}")
     if request.method or request.path:
-        parts.append(f"{request.method or '-'} {request.path or '-'}")
+        parts.append(safe_text(f"{request.method or '-'} {request.path or '-'}"))
     if request.parameters:
         parts.append("params=" + _compact(request.parameters))
     if request.user_agent:
@@ -37,16 +36,12 @@ def format_event(event: SecurityEvent) -> str:
     return " ".join(parts)
 
 
-class ConsoleEventExporter(SpanExporter):
+class ConsoleEventExporter(EventExporter):
     """Writes each security event of the exported spans as one line to ``out`` (stderr)."""
 
     def __init__(self, out: TextIO | None = None) -> None:
         self._out = out if out is not None else sys.stderr
         self._lock = threading.Lock()
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Unscrubbed: the pipeline goes through ``ScrubbingSpanExporter``, which calls ``export_events``."""
-        return self.export_events(events_of(spans)).result
 
     def export_events(self, events: Sequence[SecurityEvent]) -> ExportOutcome:
         lines = [format_event(event) for event in events]

@@ -19,10 +19,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
-from sqreen_otel._model import SecurityEvent, events_of, iso_time
+from sqreen_otel._model import EventExporter, SecurityEvent, iso_time
 from sqreen_otel._outcome import SUCCESS, ExportOutcome, ExportStatus
 from sqreen_otel._version import __version__
 
@@ -100,7 +97,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # a redirect is reported as the 3xx it is
 
 
-class SqreenHttpExporter(SpanExporter):
+class SqreenHttpExporter(EventExporter):
     """POSTs security events to an ingestion endpoint (see the module docstring)."""
 
     def __init__(
@@ -120,10 +117,6 @@ class SqreenHttpExporter(SpanExporter):
         self._opener = urllib.request.build_opener(
             _NoRedirect(), urllib.request.HTTPSHandler(context=ssl.create_default_context())
         )
-
-    def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
-        """Unscrubbed: the pipeline goes through ``ScrubbingSpanExporter``, which calls ``export_events``."""
-        return self.export_events(events_of(spans))
 
     def export_events(self, events: Sequence[SecurityEvent]) -> ExportOutcome:
         count, body = encode_points(events)
@@ -147,9 +140,6 @@ class SqreenHttpExporter(SpanExporter):
         except (urllib.error.URLError, TimeoutError, OSError) as error:
             return ExportOutcome(ExportStatus.RETRY, detail=type(error).__name__)
         return SUCCESS
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self.export_batch(spans).result
 
     def shutdown(self) -> None:
         """Nothing to release: each batch used its own connection."""

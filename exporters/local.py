@@ -17,10 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
-from sqreen_otel._model import SecurityEvent, events_of
+from sqreen_otel._model import EventExporter, SecurityEvent
 from sqreen_otel._outcome import SUCCESS, ExportOutcome, ExportStatus
 
 __all__ = ["SCHEMA", "LocalStoreExporter", "connect"]
@@ -49,19 +46,17 @@ CREATE INDEX IF NOT EXISTS events_ip_time ON events (client_ip, time_ns);
 """
 
 
-def connect(path: str, *, create: bool = True) -> sqlite3.Connection:
-    """A connection in WAL mode with a busy timeout; creates the file and schema if asked.
+def connect(path: str) -> sqlite3.Connection:
+    """A connection in WAL mode with a busy timeout; creates the file and schema if needed.
 
-    Several processes may create the store at the same moment (workers starting or exiting
-    together): switching a new database to WAL takes an exclusive lock that does not wait on
-    the busy timeout, so the set-up is retried briefly. Once in WAL mode it never changes again.
+    ``path`` is a plain file name (never a SQLite URI: ``#``, ``?`` and ``%`` are just
+    characters). Several processes may create the store at the same moment (workers starting
+    or exiting together): switching a new database to WAL takes an exclusive lock that does not
+    wait on the busy timeout, so the set-up is retried briefly. Once in WAL mode it never
+    changes again.
     """
-    if create:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    uri = f"file:{path}" if create else f"file:{path}?mode=ro"
-    connection = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False)
-    if not create:
-        return connection
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    connection = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
     for attempt in range(_SETUP_ATTEMPTS):
         try:
             if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
@@ -119,7 +114,7 @@ def rows(events: Sequence[SecurityEvent]) -> list[tuple[Any, ...]]:
     return result
 
 
-class LocalStoreExporter(SpanExporter):
+class LocalStoreExporter(EventExporter):
     """Writes security events to the SQLite store at ``path``."""
 
     def __init__(self, path: str) -> None:
@@ -134,10 +129,6 @@ class LocalStoreExporter(SpanExporter):
             self._pid = os.getpid()
         return self._connection
 
-    def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
-        """Unscrubbed: the pipeline goes through ``ScrubbingSpanExporter``, which calls ``export_events``."""
-        return self.export_events(events_of(spans))
-
     def export_events(self, events: Sequence[SecurityEvent]) -> ExportOutcome:
         values = rows(events)
         if not values:
@@ -151,9 +142,6 @@ class LocalStoreExporter(SpanExporter):
                 self._connection = None
                 return ExportOutcome(ExportStatus.RETRY, detail=f"sqlite: {type(exc).__name__}")
         return SUCCESS
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return self.export_batch(spans).result
 
     def shutdown(self) -> None:
         with self._lock:

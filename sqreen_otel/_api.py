@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +9,7 @@ from sqreen_otel import _schema
 from sqreen_otel._config import current_config
 from sqreen_otel._guard import guarded
 from sqreen_otel._normalize import (
+    MappingLike,
     check_bool,
     check_event_name,
     check_mapping,
@@ -26,8 +26,8 @@ __all__ = ["auth_track", "identify", "signup_track", "track"]
 def track(
     name: str,
     *,
-    properties: Mapping[Any, Any] | None = None,
-    user_identifiers: Mapping[Any, Any] | None = None,
+    properties: MappingLike | None = None,
+    user_identifiers: MappingLike | None = None,
     timestamp: datetime | None = None,
 ) -> bool:
     """Record a custom security event on the current request. False if it was ignored."""
@@ -46,10 +46,10 @@ def track(
 
 
 @guarded(lambda *_: None)
-def identify(user_identifiers: Mapping[Any, Any], traits: Mapping[Any, Any] | None = None) -> None:
+def identify(user_identifiers: MappingLike, traits: MappingLike | None = None) -> None:
     """Associate a user with the current request; its later events are attributed to them."""
     ids = check_mapping(user_identifiers, "user_identifiers", "identify()")
-    check_mapping(traits, "traits", "identify()")
+    traits = check_mapping(traits, "traits", "identify()")
     target = current_target()
     if target is not None:
         target.identify(normalize_identifiers(ids, _schema.IDENTIFY_EVENT_NAME), traits, "identify()")

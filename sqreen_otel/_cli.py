@@ -11,14 +11,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import re
 import sqlite3
+import stat
 import sys
+import urllib.parse
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from sqreen_otel._config import current_config
+from sqreen_otel._display import safe_text
 
 _FIELDS = {
     "name": "name",
@@ -31,24 +35,42 @@ _FIELDS = {
     "verb": "method",
     "user_agent": "user_agent",
 }
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_RELATIVE = re.compile(r"^(\d{1,12}(?:\.\d{1,9})?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_LIMIT = 1_000_000
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def parse_time(value: str, now: dt.datetime | None = None) -> int:
-    """Nanoseconds since the epoch from ``15m``/``2h``/``7d`` (ago) or an ISO 8601 time (UTC if naive)."""
+    """Nanoseconds since the epoch from ``15m``/``2h``/``7d`` (ago) or an ISO 8601 time (UTC if naive).
+
+    Times before 1970 or too far ahead for SQLite's 64-bit integers are clamped, never an error.
+    """
     now = now or dt.datetime.now(tz=dt.timezone.utc)
     relative = _RELATIVE.match(value.strip())
     if relative:
-        moment = now - dt.timedelta(seconds=float(relative.group(1)) * _UNITS[relative.group(2)])
-    else:
-        try:
-            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a time: {value!r} (use 15m, 2h, 7d or ISO 8601)") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
-    return min(max(int(moment.timestamp() * 1e9), 0), 2**63 - 1)  # nanoseconds fit SQLite's int64
+        seconds = float(relative.group(1)) * _UNITS[relative.group(2)]
+        ago = (now - _EPOCH).total_seconds() - seconds
+        return min(max(int(ago * 1e9), 0), 2**63 - 1)
+    try:
+        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        shown = safe_text(value[:64])
+        raise argparse.ArgumentTypeError(f"not a time: {shown!r} (use 15m, 2h, 7d or ISO 8601)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return min(max(int((moment - _EPOCH).total_seconds() * 1e9), 0), 2**63 - 1)  # fits SQLite's int64
+
+
+def parse_limit(value: str) -> int:
+    """A row count from 1 to 1,000,000."""
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {safe_text(value[:32])!r}") from None
+    if not 1 <= number <= _MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {_MAX_LIMIT:,}")
+    return number
 
 
 def _group_expression(field: str) -> tuple[str, list[Any]]:
@@ -95,13 +117,48 @@ def _where(arguments: argparse.Namespace) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", values
 
 
+def _moment(time_ns: int) -> dt.datetime:
+    """A stored time as a datetime (a corrupt or out-of-range one clamps to the datetime range)."""
+    try:
+        return _EPOCH + dt.timedelta(microseconds=time_ns // 1000)
+    except (OverflowError, TypeError):
+        return dt.datetime.max.replace(tzinfo=dt.timezone.utc) if time_ns > 0 else _EPOCH
+
+
 def _iso(time_ns: int) -> str:
-    moment = dt.datetime.fromtimestamp(time_ns / 1e9, tz=dt.timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return _moment(time_ns).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _compact(mapping: dict[str, Any]) -> str:
-    return " ".join(f"{key}={value}" for key, value in mapping.items())
+def _compact(mapping: Any) -> str:
+    if not isinstance(mapping, dict):
+        return safe_text(str(mapping))
+    return " ".join(f"{safe_text(str(key))}={safe_text(str(value))}" for key, value in mapping.items())
+
+
+def _strict(value: Any) -> Any:
+    """JSON-safe: NaN and infinities (which are not JSON) as the strings ``NaN``/``Infinity``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_strict(item) for item in value]
+    return value
+
+
+def _loads(text: Any) -> Any:
+    """A stored JSON column; a corrupt one is shown as its text rather than failing the listing."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return _strict(json.loads(text))
+    except ValueError:
+        return text
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    """Strict JSON, ASCII only: control and bidirectional characters are \\u-escaped."""
+    return json.dumps(_strict(record), ensure_ascii=True, allow_nan=False, default=str)
 
 
 def _clip(text: str, width: int) -> str:
@@ -134,25 +191,23 @@ def _events(db: sqlite3.Connection, arguments: argparse.Namespace, out: TextIO) 
         records.append(
             {
                 "time_ns": time_ns,
-                "time": dt.datetime.fromtimestamp(time_ns / 1e9, tz=dt.timezone.utc).isoformat(),
+                "time": _moment(time_ns).isoformat(),
                 "name": name,
                 "type": kind,
-                "user": json.loads(user),
+                "user": _loads(user),
                 "client_ip": ip,
                 "method": method,
                 "path": path,
                 "user_agent": agent,
-                "parameters": json.loads(parameters),
-                "properties": json.loads(properties),
+                "parameters": _loads(parameters),
+                "properties": _loads(properties),
                 "trace_id": trace_id,
             }
         )
     records.reverse()  # oldest of the most recent first, as a log reads
     if arguments.json:
         for record in records:
-            out.write(
-                json.dumps({k: v for k, v in record.items() if k != "time_ns"}, ensure_ascii=False) + "\n"
-            )
+            out.write(_json_line({k: v for k, v in record.items() if k != "time_ns"}) + "\n")
         return
     if not records:
         out.write("no events match\n")
@@ -160,10 +215,10 @@ def _events(db: sqlite3.Connection, arguments: argparse.Namespace, out: TextIO) 
     rows = [
         (
             _iso(r["time_ns"]),
-            r["name"],
+            safe_text(str(r["name"])),
             _compact(r["user"]),
-            r["client_ip"] or "",
-            f"{r['method'] or ''} {r['path'] or ''}".strip(),
+            safe_text(str(r["client_ip"] or "")),
+            safe_text(f"{r['method'] or ''} {r['path'] or ''}".strip()),
             _compact(r["properties"]),
         )
         for r in records
@@ -189,26 +244,35 @@ def _groups(db: sqlite3.Connection, arguments: argparse.Namespace, out: TextIO) 
     ]
     if arguments.json:
         for group in groups:
-            out.write(
-                json.dumps(
-                    {arguments.group_by: group["value"], **{k: group[k] for k in ("count", "first", "last")}}
-                )
-                + "\n"
-            )
+            fields = {k: group[k] for k in ("count", "first", "last")}
+            out.write(_json_line({arguments.group_by: group["value"], **fields}) + "\n")
         return
     if not groups:
         out.write("no events match\n")
         return
     rows = [
-        ("(none)" if g["value"] is None else str(g["value"]), str(g["count"]), g["first"], g["last"])
+        (
+            "(none)" if g["value"] is None else safe_text(str(g["value"])),
+            str(g["count"]),
+            g["first"],
+            g["last"],
+        )
         for g in groups
     ]
-    _table((arguments.group_by.upper(), "COUNT", "FIRST (UTC)", "LAST (UTC)"), rows, (60, 8, 19, 19), out)
+    header = safe_text(arguments.group_by.upper())
+    _table((header, "COUNT", "FIRST (UTC)", "LAST (UTC)"), rows, (60, 8, 19, 19), out)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors on one line, with hostile argument text escaped."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {safe_text(message)} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sqreen-otel", description="sqreen-otel tools")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="sqreen-otel", description="sqreen-otel tools")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     events = commands.add_parser(
         "events",
         help="explore the security events of the local store",
@@ -220,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--ip", help="only this client IP")
     events.add_argument("--since", type=parse_time, help="from this time: 15m, 2h, 7d ago, or ISO 8601")
     events.add_argument("--until", type=parse_time, help="before this time (same forms)")
-    events.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
+    events.add_argument(
+        "--limit", type=parse_limit, default=50, help="at most this many rows (1 to 1,000,000; default 50)"
+    )
     events.add_argument(
         "--group-by",
         metavar="FIELD",
@@ -231,22 +297,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def open_read_only(path: str) -> sqlite3.Connection:
+    """The store, read-only: never creates a file (a missing store is an error, not a new one)."""
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, timeout=10.0)
+
+
+def _fail(message: str) -> int:
+    print(f"sqreen-otel: {safe_text(message)}", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     out = out or sys.stdout
     store = arguments.store or current_config().local_store
-    if not os.path.exists(store):
-        print(f"sqreen-otel: no event store at {store} (set SQREEN_LOCAL_STORE or --store)", file=sys.stderr)
-        return 1
-    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10.0)
+    try:
+        mode = os.stat(store).st_mode
+    except OSError:
+        return _fail(f"no event store at {store} (set SQREEN_LOCAL_STORE or --store)")
+    if not stat.S_ISREG(mode):
+        return _fail(f"{store} is not an event store (not a regular file)")
+    try:
+        db = open_read_only(store)
+    except sqlite3.Error as error:
+        return _fail(f"cannot open {store}: {error}")
     try:
         if arguments.group_by:
             _groups(db, arguments, out)
         else:
             _events(db, arguments, out)
     except sqlite3.Error as error:
-        print(f"sqreen-otel: cannot read {store}: {error}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot read {store}: {error}")
     finally:
         db.close()
     return 0

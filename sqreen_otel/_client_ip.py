@@ -1,17 +1,22 @@
 """Client IP resolution from the WSGI environ.
 
-Two modes (docs/configuration.md explains the trade-off):
+Three modes (docs/configuration.md explains the trade-off):
 
-* **Sqreen mode** (no trusted proxies configured): scan ``SQREEN_IP_HEADER`` then the usual
+* **Sqreen mode** (``SQREEN_TRUSTED_PROXIES`` unset): scan ``SQREEN_IP_HEADER`` then the usual
   proxy headers in Sqreen's order; the first *global* address wins, a private non-loopback one
   is the fallback, else the socket peer. Works behind unknown proxies, but a client can forge
   its IP by sending its own ``X-Forwarded-For``.
 * **Trusted-proxy mode** (``SQREEN_TRUSTED_PROXIES``): headers are believed only when the peer
-  is a trusted proxy, and the right-most address that is not a trusted proxy wins, so the
-  address cannot be forged by the client.
+  is a trusted proxy. The header is read **from its right end** (the part the proxies wrote),
+  and the right-most address that is not a trusted proxy wins. Only ``SQREEN_IP_HEADER`` is
+  read when it is set; otherwise ``X-Forwarded-For``, ``Forwarded`` and ``X-Real-IP`` are each
+  walked and must agree: when they name different clients the request is *ambiguous* (a
+  client-sent header cannot be told from the proxy's) and the peer is used instead.
+* **Peer only**: a client-IP security setting was set but invalid (fail closed), so no
+  forwarding header is believed at all.
 
-Headers are hostile input: values are bounded in length and element count, and anything that
-does not parse as an IP address is skipped.
+Headers are hostile input: the work per header is bounded (8 KiB, 64 elements), taken from
+the end that the mode trusts, and anything that does not parse as an IP address is skipped.
 """
 
 from __future__ import annotations
@@ -35,18 +40,33 @@ SQREEN_HEADERS = (
     "forwarded",
     "via",
 )
-_TRUSTED_MODE_HEADERS = ("x-forwarded-for", "forwarded")
-_MAX_HEADER_CHARS = 8192
-_MAX_ELEMENTS = 64
+# What trusted mode reads when SQREEN_IP_HEADER is not set: the headers proxies write.
+TRUSTED_MODE_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
+MAX_HEADER_CHARS = 8192
+MAX_ELEMENTS = 64
 PEER = "peer"
+AMBIGUOUS = "ambiguous"  # trusted mode: the forwarding headers name different clients
+
+
+class ClientIPPolicy(NamedTuple):
+    """How to resolve client IPs (hashable: part of the resolution cache key)."""
+
+    ip_header: str | None = None
+    trusted_proxies: tuple[IPNetwork, ...] | None = None  # None: Sqreen mode
+    peer_only: bool = False  # fail closed: believe no forwarding header
 
 
 class ClientIP(NamedTuple):
-    """The resolved client address, where it came from, and the socket peer."""
+    """The resolved client address, where it came from, and the socket peer.
+
+    ``candidates`` lists, for an ambiguous request, every client address its headers named
+    (so that enforcement can consider each of them); otherwise it is empty.
+    """
 
     address: str | None
-    source: str  # a lower-case header name, or "peer"
+    source: str  # a lower-case header name, "peer" or "ambiguous"
     peer: str | None
+    candidates: tuple[str, ...] = ()
 
 
 def _environ_key(header: str) -> str:
@@ -77,7 +97,7 @@ def parse_address(token: str) -> IPAddress | None:
     parsing is the costly part of resolution. A miss costs what an uncached parse does.
     """
     text = token.strip().strip('"').strip()
-    if not text:
+    if not text or len(text) > 64:
         return None
     if text.startswith("["):
         end = text.find("]")
@@ -95,8 +115,22 @@ def parse_address(token: str) -> IPAddress | None:
     return address
 
 
-def _elements(raw: str) -> list[str]:
-    return raw[:_MAX_HEADER_CHARS].split(",")[:_MAX_ELEMENTS]
+def _left_elements(raw: str) -> list[str]:
+    """The first elements of a header (Sqreen mode reads left to right)."""
+    return raw[:MAX_HEADER_CHARS].split(",")[:MAX_ELEMENTS]
+
+
+def _right_elements(raw: str) -> list[str]:
+    """The last elements of a header, the proxy-written end (trusted mode reads right to left).
+
+    A client can pad the header at will, but what proxies append is always at the right end,
+    so the bound is taken from there; an element cut by the bound is left out.
+    """
+    window = raw[-MAX_HEADER_CHARS:]
+    elements = window.split(",")
+    if len(window) < len(raw):
+        elements = elements[1:]
+    return elements[-MAX_ELEMENTS:]
 
 
 def _forwarded_for(element: str) -> str | None:
@@ -107,20 +141,19 @@ def _forwarded_for(element: str) -> str | None:
     return None
 
 
-def _tokens(header: str, raw: str) -> Iterator[str | None]:
-    """The address tokens of one header value, left to right (None: an element without one)."""
-    for element in _elements(raw):
-        if header == "forwarded":
-            yield _forwarded_for(element)
-        elif header == "via":
-            parts = element.split()
-            yield parts[1] if len(parts) >= 2 else None
-        else:
-            yield element
+def _token(header: str, element: str) -> str | None:
+    """The address token of one header element (None: the element has none)."""
+    if header == "forwarded":
+        return _forwarded_for(element)
+    if header == "via":
+        parts = element.split()
+        return parts[1] if len(parts) >= 2 else None
+    return element
 
 
 def _addresses(header: str, raw: str) -> Iterator[IPAddress]:
-    for token in _tokens(header, raw):
+    for element in _left_elements(raw):
+        token = _token(header, element)
         if token is not None:
             address = parse_address(token)
             if address is not None:
@@ -145,7 +178,7 @@ def _header(environ: Mapping[str, Any], header: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _in_networks(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
+def in_networks(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
     return any(address.version == network.version and address in network for network in networks)
 
 
@@ -157,11 +190,9 @@ def _peer(environ: Mapping[str, Any]) -> tuple[IPAddress | None, str | None]:
     return address, (str(address) if address is not None else raw[:64])
 
 
-def resolve_client_ip(
-    environ: Mapping[str, Any], ip_header: str | None, trusted_proxies: tuple[IPNetwork, ...]
-) -> ClientIP:
+def resolve_client_ip(environ: Mapping[str, Any], policy: ClientIPPolicy) -> ClientIP:
     """Resolve the client address of one request (see the module docstring for the rules)."""
-    return resolve_snapshot(snapshot(environ, ip_header), ip_header, trusted_proxies)
+    return resolve_snapshot(snapshot(environ, policy.ip_header), policy)
 
 
 @functools.lru_cache(maxsize=64)
@@ -170,9 +201,7 @@ def _keys(ip_header: str | None) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=4096)
-def resolve_snapshot(
-    inputs: Inputs, ip_header: str | None, trusted_proxies: tuple[IPNetwork, ...]
-) -> ClientIP:
+def resolve_snapshot(inputs: Inputs, policy: ClientIPPolicy) -> ClientIP:
     """Cached on the exact inputs: the same client behind the same proxies resolves once.
 
     A client sending a new forged header on every request only causes cache misses, each
@@ -180,9 +209,11 @@ def resolve_snapshot(
     """
     environ = dict(inputs)
     peer, peer_text = _peer(environ)
-    if trusted_proxies:
-        return _trusted_mode(environ, ip_header, trusted_proxies, peer, peer_text)
-    return _sqreen_mode(environ, ip_header, peer, peer_text)
+    if policy.peer_only:
+        return ClientIP(peer_text, PEER, peer_text)
+    if policy.trusted_proxies is not None:
+        return _trusted_mode(environ, policy, peer, peer_text)
+    return _sqreen_mode(environ, policy.ip_header, peer, peer_text)
 
 
 def _sqreen_mode(
@@ -207,27 +238,44 @@ def _sqreen_mode(
     return ClientIP(peer_text, PEER, peer_text)
 
 
+class _Walk(NamedTuple):
+    client: IPAddress | None  # the right-most untrusted hop
+    nearest_trusted: IPAddress  # the last trusted hop reached (the peer if none)
+
+
+def _walk(header: str, raw: str, trusted: tuple[IPNetwork, ...], peer: IPAddress) -> _Walk:
+    """Right to left through the proxy-written end of a header, to the first untrusted hop."""
+    nearest: IPAddress = peer
+    for element in reversed(_right_elements(raw)):
+        token = _token(header, element)
+        address = parse_address(token) if token is not None else None
+        if address is None:
+            break  # unparseable hop: nothing to its left can be trusted
+        if not in_networks(address, trusted):
+            return _Walk(address, nearest)
+        nearest = address
+    return _Walk(None, nearest)
+
+
 def _trusted_mode(
-    environ: Mapping[str, Any],
-    ip_header: str | None,
-    trusted: tuple[IPNetwork, ...],
-    peer: IPAddress | None,
-    peer_text: str | None,
+    environ: Mapping[str, Any], policy: ClientIPPolicy, peer: IPAddress | None, peer_text: str | None
 ) -> ClientIP:
-    if peer is None or not _in_networks(peer, trusted):
+    trusted = policy.trusted_proxies or ()
+    if peer is None or not in_networks(peer, trusted):
         return ClientIP(peer_text, PEER, peer_text)
-    candidates = (ip_header,) if ip_header is not None else _TRUSTED_MODE_HEADERS
-    for header in candidates:
-        raw = _header(environ, header)
-        if raw is None:
-            continue
-        nearest_trusted: IPAddress = peer
-        for token in reversed(list(_tokens(header, raw))):
-            address = parse_address(token) if token is not None else None
-            if address is None:
-                break  # unparseable hop: nothing to its left can be trusted
-            if not _in_networks(address, trusted):
-                return ClientIP(str(address), header, peer_text)
-            nearest_trusted = address
-        return ClientIP(str(nearest_trusted), header if nearest_trusted is not peer else PEER, peer_text)
+    headers = (policy.ip_header,) if policy.ip_header is not None else TRUSTED_MODE_HEADERS
+    walks = [
+        (header, _walk(header, raw, trusted, peer))
+        for header in headers
+        if (raw := _header(environ, header)) is not None
+    ]
+    clients = {walk.client for _, walk in walks if walk.client is not None}
+    if len(clients) > 1:
+        return ClientIP(peer_text, AMBIGUOUS, peer_text, tuple(sorted(str(c) for c in clients)))
+    for header, walk in walks:
+        if walk.client is not None:
+            return ClientIP(str(walk.client), header, peer_text)
+    for header, walk in walks:  # every hop trusted: the farthest proxy reached
+        if walk.nearest_trusted is not peer:
+            return ClientIP(str(walk.nearest_trusted), header, peer_text)
     return ClientIP(peer_text, PEER, peer_text)

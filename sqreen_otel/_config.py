@@ -3,14 +3,19 @@
 Every setting, its environment variable, its default and its parser live in ``_SETTINGS``
 below: nowhere else. Precedence: an argument to ``configure()`` beats the environment, which
 beats the default. A bad environment value logs a warning naming the variable and falls back
-to the default (importing the package never crashes the app); a bad *argument* is a
-programming error raised at ``configure()`` time (``TypeError`` for a wrong type,
-``ValueError`` for a wrong value), never later on the request path.
+to the default (importing the package never crashes the app), except for *security* settings,
+which fail closed: an invalid ``SQREEN_TRUSTED_PROXIES`` or ``SQREEN_IP_HEADER`` believes no
+forwarding header, an invalid ``SQREEN_USER_ID_HMAC_KEY`` withholds user identifiers, an
+invalid ``SQREEN_USER_ON_HOST_SPANS`` keeps them off host spans (each logged as an error
+naming the variable). A bad *argument* is a programming error raised at ``configure()`` time
+(``TypeError`` for a wrong type, ``ValueError`` for a wrong value), never later on the
+request path.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import logging
 import os
@@ -18,9 +23,12 @@ import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from sqreen_otel._log import logger
+
+if TYPE_CHECKING:
+    from sqreen_otel._client_ip import ClientIPPolicy
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -71,7 +79,7 @@ class Config:
 
     disable: bool = False
     ip_header: str | None = None
-    trusted_proxies: tuple[IPNetwork, ...] = ()
+    trusted_proxies: tuple[IPNetwork, ...] | None = None  # None: Sqreen mode; (): peer only
     max_event_properties: int = 16
     log_level: str | None = None
     exporter: tuple[str, ...] = ("local",)
@@ -84,13 +92,31 @@ class Config:
     strip_sensitive_key_regexp: str | None = None
     strip_sensitive_value_regexp: str | None = None
     user_id_hmac_key: str | None = field(default=None, repr=False)
+    user_on_host_spans: bool = True
     ingestion_url: str | None = None
     token: str | None = field(default=None, repr=False)
     app_name: str | None = None
     local_store: str = field(default_factory=default_local_store)
+    # Derived, not a setting: SQREEN_USER_ID_HMAC_KEY was set but invalid (fail closed).
+    withhold_user_identifiers: bool = False
+
+    @functools.cached_property
+    def client_ip_policy(self) -> ClientIPPolicy:
+        """The client-IP settings as one hashable value (a resolution cache key)."""
+        from sqreen_otel._client_ip import ClientIPPolicy
+
+        return ClientIPPolicy(self.ip_header, self.trusted_proxies)
 
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _FailClosed:
+    """What an invalid environment value of a security setting turns into, and why it is safe."""
+
+    values: Mapping[str, Any]  # fields to set (possibly others than the setting's own)
+    outcome: str
 
 
 @dataclass(frozen=True)
@@ -99,6 +125,7 @@ class _Setting(Generic[T]):
     env: str
     parse: Callable[[Any], T]  # takes the environment's str, or an argument of ``argument_types``
     argument_types: tuple[type, ...]
+    fail_closed: _FailClosed | None = None  # a security setting: never fall back to a weaker default
 
 
 def _parse_bool(value: Any) -> bool:
@@ -127,10 +154,13 @@ def _parse_header_name(value: Any) -> str | None:
     return name.lower()
 
 
-def _parse_networks(value: Any) -> tuple[IPNetwork, ...]:
+def _parse_networks(value: Any) -> tuple[IPNetwork, ...] | None:
+    """CIDRs; None (unset, or an empty variable) keeps Sqreen mode; an empty list trusts nobody."""
     if value is None:
-        return ()
+        return None
     if isinstance(value, str):
+        if not value.strip():
+            return None
         items: Iterable[Any] = (part.strip() for part in value.split(",") if part.strip())
     elif isinstance(value, Iterable):
         items = value
@@ -268,10 +298,16 @@ def _parse_path(value: Any) -> str:
 
 
 _NONE = type(None)
+_PEER_ONLY = _FailClosed(
+    {"trusted_proxies": ()}, "no forwarding header is believed: the client IP is the socket peer"
+)
+_BUILTIN_RULE = _FailClosed({}, "the built-in rule stays in force")
 _SETTINGS: tuple[_Setting[Any], ...] = (
     _Setting("disable", "SQREEN_DISABLE", _parse_bool, (bool,)),
-    _Setting("ip_header", "SQREEN_IP_HEADER", _parse_header_name, (str, _NONE)),
-    _Setting("trusted_proxies", "SQREEN_TRUSTED_PROXIES", _parse_networks, (str, list, tuple, _NONE)),
+    _Setting("ip_header", "SQREEN_IP_HEADER", _parse_header_name, (str, _NONE), _PEER_ONLY),
+    _Setting(
+        "trusted_proxies", "SQREEN_TRUSTED_PROXIES", _parse_networks, (str, list, tuple, _NONE), _PEER_ONLY
+    ),
     _Setting(
         "max_event_properties",
         "SQREEN_MAX_EVENT_PROPERTIES",
@@ -284,13 +320,45 @@ _SETTINGS: tuple[_Setting[Any], ...] = (
     _Setting("batch_size", "SQREEN_BATCH_SIZE", _number_in(int, 1, 100_000), (int,)),
     _Setting("max_queue_length", "SQREEN_MAX_QUEUE_LENGTH", _number_in(int, 1, 10_000_000), (int,)),
     _Setting("graceful_timeout", "SQREEN_GRACEFUL_TIMEOUT", _number_in(float, 0.0, 300.0), (int, float)),
-    _Setting("strip_sensitive_data", "SQREEN_STRIP_SENSITIVE_DATA", _parse_bool, (bool,)),
-    _Setting("strip_sensitive_keys", "SQREEN_STRIP_SENSITIVE_KEYS", _parse_key_list, (str, list, tuple)),
-    _Setting("strip_sensitive_key_regexp", "SQREEN_STRIP_SENSITIVE_KEY_REGEXP", _parse_regexp, (str, _NONE)),
     _Setting(
-        "strip_sensitive_value_regexp", "SQREEN_STRIP_SENSITIVE_VALUE_REGEXP", _parse_regexp, (str, _NONE)
+        "strip_sensitive_data",
+        "SQREEN_STRIP_SENSITIVE_DATA",
+        _parse_bool,
+        (bool,),
+        _FailClosed({}, "scrubbing stays on"),
     ),
-    _Setting("user_id_hmac_key", "SQREEN_USER_ID_HMAC_KEY", _parse_secret(MIN_HMAC_KEY_BYTES), (str, _NONE)),
+    _Setting("strip_sensitive_keys", "SQREEN_STRIP_SENSITIVE_KEYS", _parse_key_list, (str, list, tuple)),
+    _Setting(
+        "strip_sensitive_key_regexp",
+        "SQREEN_STRIP_SENSITIVE_KEY_REGEXP",
+        _parse_regexp,
+        (str, _NONE),
+        _BUILTIN_RULE,
+    ),
+    _Setting(
+        "strip_sensitive_value_regexp",
+        "SQREEN_STRIP_SENSITIVE_VALUE_REGEXP",
+        _parse_regexp,
+        (str, _NONE),
+        _BUILTIN_RULE,
+    ),
+    _Setting(
+        "user_id_hmac_key",
+        "SQREEN_USER_ID_HMAC_KEY",
+        _parse_secret(MIN_HMAC_KEY_BYTES),
+        (str, _NONE),
+        _FailClosed(
+            {"withhold_user_identifiers": True, "user_on_host_spans": False},
+            "user identifiers are withheld from exports and host spans",
+        ),
+    ),
+    _Setting(
+        "user_on_host_spans",
+        "SQREEN_USER_ON_HOST_SPANS",
+        _parse_bool,
+        (bool,),
+        _FailClosed({"user_on_host_spans": False}, "user identifiers and traits are kept off host spans"),
+    ),
     _Setting("ingestion_url", "SQREEN_INGESTION_URL", _parse_url, (str, _NONE)),
     _Setting("token", "SQREEN_TOKEN", _parse_secret(1), (str, _NONE)),
     _Setting("app_name", "SQREEN_APP_NAME", _parse_text, (str, _NONE)),
@@ -298,6 +366,7 @@ _SETTINGS: tuple[_Setting[Any], ...] = (
 )
 
 SETTING_NAMES = tuple(setting.field for setting in _SETTINGS)
+DERIVED_FIELDS = ("withhold_user_identifiers",)
 ENVIRONMENT_VARIABLES = {setting.field: setting.env for setting in _SETTINGS}
 
 
@@ -310,6 +379,7 @@ def build_config(overrides: Mapping[str, Any], environ: Mapping[str, str] | None
     """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    closed: dict[str, Any] = {}  # fail-closed values of invalid security settings: applied last
     for setting in _SETTINGS:
         if setting.field in overrides:
             value = overrides[setting.field]
@@ -330,7 +400,14 @@ def build_config(overrides: Mapping[str, Any], environ: Mapping[str, str] | None
         try:
             values[setting.field] = setting.parse(raw)
         except (TypeError, ValueError) as exc:
-            logger.warning("Ignoring %s: %s; using the default.", setting.env, exc)
+            if setting.fail_closed is None:
+                logger.warning("Ignoring %s: %s; using the default.", setting.env, exc)
+            else:
+                logger.error(
+                    "Invalid %s: %s; failing closed: %s.", setting.env, exc, setting.fail_closed.outcome
+                )
+                closed.update(setting.fail_closed.values)
+    values.update(closed)
     config = dataclasses.replace(Config(), **values)
     if "http" in config.exporter and config.ingestion_url is None:
         if "exporter" in overrides or "ingestion_url" in overrides:

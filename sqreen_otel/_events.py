@@ -15,37 +15,76 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import NamedTuple
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 
 from sqreen_otel import _schema
+from sqreen_otel._config import Config
 from sqreen_otel._normalize import AttributeValue, Scalar
+from sqreen_otel._pseudonym import pseudonym
 
 # One lock for every event's tiny update/finalise sections: cheaper than one per event, and
 # contention is negligible (a few dict assignments under it).
 _LOCK = threading.Lock()
 
 
+class UserView(NamedTuple):
+    """How user identifiers appear in one place: shown or not, pseudonymised with a key or raw."""
+
+    shown: bool
+    key: bytes | None = None
+
+
+HIDDEN = UserView(False)
+RAW = UserView(True)
+
+
+def user_views(config: Config) -> tuple[UserView, UserView]:
+    """(on the host's spans, in what our exporters ship) under ``config``.
+
+    With ``SQREEN_USER_ID_HMAC_KEY`` both carry pseudonyms; ``SQREEN_USER_ON_HOST_SPANS=false``
+    hides them from host spans; an invalid key (fail closed) hides them everywhere.
+    """
+    if config.withhold_user_identifiers:
+        return HIDDEN, HIDDEN
+    ours = UserView(True, config.user_id_hmac_key.encode()) if config.user_id_hmac_key else RAW
+    return (ours if config.user_on_host_spans else HIDDEN), ours
+
+
 def identity_attributes(
-    identifiers: Mapping[str, Scalar], traits: Mapping[str, AttributeValue]
+    identifiers: Mapping[str, Scalar], traits: Mapping[str, AttributeValue], view: UserView
 ) -> dict[str, AttributeValue]:
-    """The span attributes of an identified user: ``user_attributes`` plus ``sqreen.traits.<key>``."""
-    attributes = user_attributes(identifiers)
-    attributes.update({_schema.TRAITS_PREFIX + key: value for key, value in traits.items()})
+    """The span attributes of an identified user: ``user_attributes``, and ``sqreen.traits.<key>``
+    when identifiers are shown raw (traits cannot be pseudonymised)."""
+    attributes = user_attributes(identifiers, view)
+    if view is RAW or (view.shown and view.key is None):
+        attributes.update({_schema.TRAITS_PREFIX + key: value for key, value in traits.items()})
     return attributes
 
 
-def user_attributes(identifiers: Mapping[str, Scalar]) -> dict[str, AttributeValue]:
-    """``sqreen.user.<key>`` for every identifier, plus ``user.id``/``user.email``/``user.name``."""
+def user_attributes(identifiers: Mapping[str, Scalar], view: UserView) -> dict[str, AttributeValue]:
+    """``sqreen.user.<key>`` for every identifier, plus ``user.id``/``user.email``/``user.name``;
+    pseudonymised (``user.hash`` for the semantic-convention ones) with a key; none if hidden."""
+    if not view.shown:
+        return {}
     out: dict[str, AttributeValue] = {}
-    semconv: dict[str, AttributeValue] = {}
-    for key, value in identifiers.items():
-        out[_schema.USER_PREFIX + key] = value
-        target = _schema.SEMCONV_USER_KEYS.get(key.lower())
+    semconv: dict[str, str] = {}
+    key = view.key
+    for name, value in identifiers.items():
+        out[_schema.USER_PREFIX + name] = value if key is None else pseudonym(key, value)
+        target = _schema.SEMCONV_USER_KEYS.get(name.lower())
         if target is not None and target not in semconv:
             semconv[target] = value if isinstance(value, str) else str(value)
-    out.update(semconv)
+    if key is None:
+        out.update(semconv)
+    elif semconv:
+        first = next(semconv[target] for target in _SEMCONV_ORDER if target in semconv)
+        out[_schema.USER_HASH] = pseudonym(key, first)
     return out
+
+
+_SEMCONV_ORDER = (_schema.USER_ID, _schema.USER_EMAIL, _schema.USER_NAME)
 
 
 class LiveEvent(Event):
@@ -59,9 +98,11 @@ class LiveEvent(Event):
         timestamp_ns: int | None,
         identifiers: Mapping[str, Scalar],
         user_source: str | None,
+        views: tuple[UserView, UserView] = (RAW, RAW),
         extra: Mapping[str, AttributeValue] | None = None,
     ) -> None:
         super().__init__(name, None, timestamp_ns)
+        self._views = views  # (host spans, our exports): see ``user_views``
         self._event_type = event_type
         self._properties: Mapping[str, AttributeValue] = {}
         self._dropped_properties = 0
@@ -100,9 +141,18 @@ class LiveEvent(Event):
         """Freeze the attributes as they are now (the span is ending)."""
         with _LOCK:
             if self._final is None:
-                self._final = self._build()
+                self._final = self._build(self._views[0])
 
-    def _build(self) -> tuple[Mapping[str, AttributeValue], int]:
+    def export_attributes(self) -> Mapping[str, AttributeValue]:
+        """The attributes our exporters ship: the host's, unless user identifiers are kept off
+        host spans (then they are added back here, pseudonymised if a key is set)."""
+        host, ours = self._views
+        if host == ours:
+            return self.attributes
+        with _LOCK:
+            return self._build(ours)[0]
+
+    def _build(self, view: UserView) -> tuple[Mapping[str, AttributeValue], int]:
         """Read-only attributes and how many the span's limits dropped (as the SDK counts them).
 
         Values are already valid attribute values (normalised at the call), so unlike
@@ -113,8 +163,8 @@ class LiveEvent(Event):
         values: dict[str, AttributeValue] = {
             _schema.PROPERTIES_PREFIX + key: value for key, value in self._properties.items()
         }
-        if self._identifiers:
-            values.update(user_attributes(self._identifiers))
+        if self._identifiers and view.shown:
+            values.update(user_attributes(self._identifiers, view))
             if self._user_source is not None:
                 values[_schema.USER_SOURCE] = self._user_source
         if self._extra:
@@ -138,7 +188,7 @@ class LiveEvent(Event):
         with _LOCK:
             if self._final is not None:
                 return self._final
-            built = self._build()
+            built = self._build(self._views[0])
             owner = self._owner
             if owner is not None and owner.end_time is not None:
                 self._final = built

@@ -1,21 +1,30 @@
-"""Security events read back from exported spans: what exporters ship.
+"""Security events read back from spans, scrubbed: what our event exporters ship.
 
 One ``SecurityEvent`` per event we recorded (recognised by its ``sqreen.event.type``
 attribute), with its default properties derived from the span's HTTP attributes
-(``_request_context``) and, for a request span, the user ``identify()`` associated with it.
+(``_request_context``). There is one way to get them, ``scrubbed_events``, and it scrubs: the
+event and request attributes go through the same ``Scrubber.scrub_attributes`` as the spans
+our OTLP path ships, and the event is built from the result. ``EventExporter`` is the base of
+every exporter of this model (local store, http, console), so none can ship an unscrubbed one.
 """
 
 from __future__ import annotations
 
+import abc
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from sqreen_otel import _schema
-from sqreen_otel._request_context import RequestContext, request_context
-from sqreen_otel._sdk_bridge import readable, span_attributes
+from sqreen_otel._config import current_config
+from sqreen_otel._events import LiveEvent
+from sqreen_otel._outcome import ExportOutcome
+from sqreen_otel._request_context import REQUEST_CONTEXT_KEYS, RequestContext, request_context
+from sqreen_otel._scrub import Scrubber
+from sqreen_otel._sdk_bridge import span_attributes
 
 
 class SecurityEvent(NamedTuple):
@@ -34,18 +43,34 @@ def _strip(attributes: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return {key[size:]: value for key, value in attributes.items() if key.startswith(prefix)}
 
 
-def security_events(span: ReadableSpan) -> Iterator[SecurityEvent]:
-    """The security events a span carries, in order."""
-    context = request_context(span_attributes(span))
+def event_attributes(event: Event) -> Mapping[str, Any]:
+    """What our exporters ship of an event (ours may carry user identifiers kept off host spans)."""
+    if isinstance(event, LiveEvent):
+        return event.export_attributes()
+    return event.attributes or {}
+
+
+def scrubbed_events(spans: Iterable[ReadableSpan], scrubber: Scrubber) -> list[SecurityEvent]:
+    """The security events the spans carry, in order, scrubbed by ``scrubber``."""
+    return [event for span in spans for event in _span_events(span, scrubber)]
+
+
+def _span_events(span: ReadableSpan, scrubber: Scrubber) -> Iterator[SecurityEvent]:
+    events = [(event, event_attributes(event)) for event in span.events]
+    events = [(event, attributes) for event, attributes in events if _schema.EVENT_TYPE in attributes]
+    if not events:
+        return
+    raw_request = {key: value for key, value in span_attributes(span).items() if key in REQUEST_CONTEXT_KEYS}
+    context = request_context(scrubber.scrub_attributes(raw_request))
     trace_id = f"{span.context.trace_id:032x}" if span.context else "0" * 32
     span_id = f"{span.context.span_id:016x}" if span.context else "0" * 16
-    for event in span.events:
-        attributes = readable(event.attributes)
+    for event, raw in events:
+        attributes = scrubber.scrub_attributes(raw)
         event_type = attributes.get(_schema.EVENT_TYPE)
         if not isinstance(event_type, str):
             continue
         yield SecurityEvent(
-            name=event.name,
+            name=scrubber.scrub_text(event.name),
             event_type=event_type,
             timestamp_ns=event.timestamp,
             properties=_strip(attributes, _schema.PROPERTIES_PREFIX),
@@ -56,8 +81,22 @@ def security_events(span: ReadableSpan) -> Iterator[SecurityEvent]:
         )
 
 
-def events_of(spans: Iterable[ReadableSpan]) -> list[SecurityEvent]:
-    return [event for span in spans for event in security_events(span)]
+class EventExporter(SpanExporter, abc.ABC):
+    """An exporter of scrubbed ``SecurityEvent``s; subclasses implement ``export_events``.
+
+    Handed spans directly (``export``), it scrubs them with the settings in force; in our
+    pipeline, ``ScrubbingSpanExporter`` hands it the events its own scrubber produced.
+    """
+
+    @abc.abstractmethod
+    def export_events(self, events: Sequence[SecurityEvent]) -> ExportOutcome:
+        """Ship already-scrubbed events."""
+
+    def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
+        return self.export_events(scrubbed_events(spans, Scrubber.from_config(current_config())))
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.export_batch(spans).result
 
 
 def iso_time(timestamp_ns: int) -> str:

@@ -8,9 +8,11 @@ Nothing here mutates the caller's objects; the results are fresh dicts and tuple
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
-from typing import Any, TypeAlias
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias
 
 from sqreen_otel._config import (
     MAX_FLATTENED_PROPERTIES,
@@ -25,6 +27,16 @@ from sqreen_otel._log import warn_once
 
 Scalar: TypeAlias = str | bool | int | float
 AttributeValue: TypeAlias = Scalar | tuple[str, ...] | tuple[bool, ...] | tuple[int, ...] | tuple[float, ...]
+
+
+class SupportsItems(Protocol):
+    """Anything with ``items()`` yielding (key, value) pairs (werkzeug ``Headers``...)."""
+
+    def items(self) -> Iterable[tuple[Any, Any]]: ...
+
+
+#: What the API takes as properties, identifiers and traits (see ``check_mapping``).
+MappingLike: TypeAlias = Mapping[Any, Any] | SupportsItems | Sequence[tuple[str, Any]]
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -57,10 +69,61 @@ def check_event_name(name: object, where: str) -> str:
 
 
 def check_mapping(value: object, argument: str, where: str) -> Mapping[Any, Any] | None:
-    """``value`` if it is a mapping or None, else ``TypeError`` naming ``argument``."""
-    if value is None or type(value) is dict or isinstance(value, Mapping):
+    """``value`` as a mapping, or None; else ``TypeError`` naming ``argument``.
+
+    Besides ``Mapping``s, takes the shapes request data really comes in: objects with
+    ``items()`` (werkzeug ``Headers``), multi-value dicts (werkzeug ``MultiDict``, Django
+    ``QueryDict``: every value kept) and lists of ``(key, value)`` pairs
+    (``list(request.form.items())``). Never mutates ``value``.
+    """
+    if value is None or type(value) is dict:
         return value
+    mapping = as_mapping(value)
+    if mapping is not None:
+        return mapping
     raise ArgumentTypeError(f"{where}: {argument} must be a mapping or None, got {_type_name(value)}")
+
+
+def _is_pair(item: object) -> bool:
+    return isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str)
+
+
+def _collect(pairs: Iterable[Any]) -> dict[Any, Any] | None:
+    """A dict from (key, value) pairs, a repeated key's values gathered in a list; None if not pairs."""
+    result: dict[Any, Any] = {}
+    repeated: set[Any] = set()
+    for item in pairs:
+        if not _is_pair(item):
+            return None
+        key, value = item
+        if key in result:
+            if key not in repeated:
+                result[key] = [result[key]]
+                repeated.add(key)
+            result[key].append(value)
+        else:
+            result[key] = value
+    return result
+
+
+def as_mapping(value: object) -> Mapping[Any, Any] | None:
+    """``value`` seen as a mapping (see ``check_mapping``), or None if it is not mapping-like."""
+    try:
+        lists = getattr(value, "lists", None)
+        if isinstance(value, Mapping) and callable(lists):  # MultiDict, QueryDict: every value
+            return {key: values[0] if len(values) == 1 else list(values) for key, values in lists()}
+        if isinstance(value, Mapping):
+            return value
+        if isinstance(value, list | tuple) and value and all(_is_pair(item) for item in value):
+            return _collect(value)
+        items = getattr(value, "items", None)
+        if callable(items) and not isinstance(value, type):  # werkzeug Headers and the like
+            return _collect(items())
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {field.name: getattr(value, field.name, None) for field in dataclasses.fields(value)}
+    except Exception:  # noqa: BLE001 - a hostile container must not reach the host
+        return None
+    return None
 
 
 def check_bool(value: object, argument: str, where: str) -> bool:
@@ -138,8 +201,10 @@ def _scalar(value: Any) -> Scalar | None:
     kind = type(value)
     if kind is str:
         return clean_str(value, MAX_VALUE_LENGTH)
-    if kind is bool or kind is float:
+    if kind is bool:
         return value  # type: ignore[no-any-return]
+    if kind is float:
+        return value if math.isfinite(value) else _non_finite(value)
     if kind is int:
         return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
     if isinstance(value, bool):
@@ -148,7 +213,8 @@ def _scalar(value: Any) -> Scalar | None:
         number = int(value)
         return number if _INT64_MIN <= number <= _INT64_MAX else str(number)
     if isinstance(value, float):
-        return float(value)
+        real = float(value)
+        return real if math.isfinite(real) else _non_finite(real)
     if isinstance(value, str):
         return clean_str(str.__str__(value), MAX_VALUE_LENGTH)
     if isinstance(value, bytes | bytearray | memoryview):
@@ -156,6 +222,11 @@ def _scalar(value: Any) -> Scalar | None:
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     return None
+
+
+def _non_finite(value: float) -> str:
+    """NaN and infinities are not JSON: they are kept as the text ``NaN``, ``Infinity``, ``-Infinity``."""
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
 def _homogeneous(items: list[Any]) -> tuple[Any, ...] | None:
@@ -169,16 +240,23 @@ def _homogeneous(items: list[Any]) -> tuple[Any, ...] | None:
         return tuple(clean_str(item, MAX_VALUE_LENGTH) for item in items)
     if kind is int and any(not _INT64_MIN <= item <= _INT64_MAX for item in items):
         return None
+    if kind is float and not all(math.isfinite(item) for item in items):
+        return tuple(repr(item) if math.isfinite(item) else _non_finite(item) for item in items)
     return tuple(items)
 
 
 class _Flattener:
-    """Flattens nested mappings and sequences into dotted keys, within the limits."""
+    """Flattens nested mappings and sequences into dotted keys, within the limits.
+
+    A container nested deeper than ``MAX_NESTING_DEPTH`` is dropped (counted), not turned into
+    text: its keys would then escape the scrubber's key rule.
+    """
 
     def __init__(self) -> None:
         self.out: dict[str, AttributeValue] = {}
         self.dropped = 0
         self.truncated = False
+        self.too_deep = False
 
     def add(self, key: str, value: Any, depth: int) -> None:
         if value is None:
@@ -187,11 +265,12 @@ class _Flattener:
         if scalar is not None:
             self._put(key, scalar)
             return
-        if isinstance(value, Mapping):
+        mapping = as_mapping(value)
+        if mapping is not None:
             if depth >= MAX_NESTING_DEPTH:
-                self._put(key, clean_str(_safe_str(value), MAX_VALUE_LENGTH))
+                self._drop_deep()
                 return
-            sub_items, unusable = _sort_items(value)
+            sub_items, unusable = _sort_items(mapping)
             self.dropped += unusable
             for sub_key, sub_value in sub_items:
                 self.add(f"{key}.{sub_key}", sub_value, depth + 1)
@@ -200,6 +279,10 @@ class _Flattener:
             self._sequence(key, value, depth)
             return
         self._put(key, clean_str(_safe_str(value), MAX_VALUE_LENGTH))
+
+    def _drop_deep(self) -> None:
+        self.dropped += 1
+        self.too_deep = True
 
     def _sequence(self, key: str, value: Iterable[Any], depth: int) -> None:
         items = list(value)
@@ -216,7 +299,7 @@ class _Flattener:
             self._put(key, kept)
             return
         if depth >= MAX_NESTING_DEPTH:
-            self._put(key, clean_str(_safe_str(items), MAX_VALUE_LENGTH))
+            self._drop_deep()
             return
         for index, item in enumerate(items):
             self.add(f"{key}.{index}", item, depth + 1)
@@ -288,6 +371,13 @@ def normalize_properties(
             "Event %r: nested properties exceed %d attributes or collide; extra ones dropped.",
             event_name,
             MAX_FLATTENED_PROPERTIES,
+        )
+    if flattener.too_deep:
+        warn_once(
+            ("too_deep", event_name),
+            "Event %r: values nested deeper than %d levels were dropped (their keys could not be scrubbed).",
+            event_name,
+            MAX_NESTING_DEPTH,
         )
     if flattener.truncated:
         warn_once(

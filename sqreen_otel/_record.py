@@ -17,11 +17,12 @@ from opentelemetry.trace import Span
 
 from sqreen_otel import _schema
 from sqreen_otel._config import current_config
-from sqreen_otel._events import LiveEvent, identity_attributes
+from sqreen_otel._events import LiveEvent, identity_attributes, user_views
 from sqreen_otel._guard import guarded
 from sqreen_otel._log import warn_once
 from sqreen_otel._normalize import (
     AttributeValue,
+    MappingLike,
     Scalar,
     check_bool,
     check_event_name,
@@ -96,7 +97,13 @@ class _Target:
     ) -> TrackedEvent:
         ids, source = self.identifiers_for(identifiers, name)
         event = LiveEvent(
-            name, event_type, timestamp_ns=timestamp, identifiers=ids, user_source=source, extra=extra
+            name,
+            event_type,
+            timestamp_ns=timestamp,
+            identifiers=ids,
+            user_source=source,
+            views=user_views(current_config()),
+            extra=extra,
         )
         if properties is not None:
             event.update(properties=properties)
@@ -121,16 +128,18 @@ class _Target:
         if not ids:
             warn_once(("identify_empty", where), "%s: no user identifiers given; nothing identified.", where)
             return
-        props, _ = normalize_properties(traits, current_config().max_event_properties, "identify traits")
+        config = current_config()
+        props, _ = normalize_properties(traits, config.max_event_properties, "identify traits")
+        host_view = user_views(config)[0]
         if self.state is not None:
-            if not self.state.identify(ids, props):
+            if not self.state.identify(ids, props, host_view):
                 warn_once(
                     "identify_twice",
                     "%s: the request already identified another user; the first one is kept.",
                     where,
                 )
         elif self.current.is_recording():
-            self.current.set_attributes(identity_attributes(ids, props))
+            self.current.set_attributes(identity_attributes(ids, props, host_view))
         self.record(_schema.IDENTIFY_EVENT_NAME, "identify", ids)
 
 
@@ -170,7 +179,7 @@ class TrackedEvent:
             )
 
     @guarded(lambda self, *_: self)
-    def with_properties(self, properties: Mapping[Any, Any] | None) -> TrackedEvent:
+    def with_properties(self, properties: MappingLike | None) -> TrackedEvent:
         """Replace the event's properties (up to ``SQREEN_MAX_EVENT_PROPERTIES`` keys)."""
         mapping = check_mapping(properties, "properties", "with_properties()")
         if self._event is not None:
@@ -189,7 +198,7 @@ class TrackedEvent:
         return self
 
     @guarded(lambda self, *_: self)
-    def with_user_identifiers(self, user_identifiers: Mapping[Any, Any] | None) -> TrackedEvent:
+    def with_user_identifiers(self, user_identifiers: MappingLike | None) -> TrackedEvent:
         """Replace the user the event is about (empty: the identified user, if any)."""
         mapping = check_mapping(user_identifiers, "user_identifiers", "with_user_identifiers()")
         if self._event is not None and self._target is not None:
@@ -255,7 +264,7 @@ class RequestRecord:
         return _track_event(self._target, name, {})
 
     @guarded(lambda self, *_: UserRecord(None, {}))
-    def for_user(self, user_identifiers: Mapping[Any, Any]) -> UserRecord:
+    def for_user(self, user_identifiers: MappingLike) -> UserRecord:
         """Calls about one user: ``for_user({"uid": 42}).track_auth_success()``."""
         mapping = check_mapping(user_identifiers, "user_identifiers", "for_user()")
         if self._target is None:

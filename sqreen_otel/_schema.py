@@ -17,7 +17,8 @@ DROPPED_PROPERTIES: Final = "sqreen.event.dropped_properties"
 
 # On the request span.
 TRAITS_PREFIX: Final = "sqreen.traits."
-CLIENT_IP_SOURCE: Final = "sqreen.client_ip.source"
+CLIENT_IP_SOURCE: Final = "sqreen.client_ip.source"  # a header name, or "ambiguous"
+CLIENT_IP_CANDIDATES: Final = "sqreen.client_ip.candidates"  # an ambiguous request's clients
 
 # On a span we start ourselves to carry events that have no live request span.
 CARRIER_REASON: Final = "sqreen.carrier.reason"  # "no_request" | "late" | "evicted" | "unsampled"
@@ -27,6 +28,7 @@ CARRIER_SPAN_NAME: Final = "sqreen.events"
 USER_ID: Final = "user.id"
 USER_EMAIL: Final = "user.email"
 USER_NAME: Final = "user.name"
+USER_HASH: Final = "user.hash"
 CLIENT_ADDRESS: Final = "client.address"
 NETWORK_PEER_ADDRESS: Final = "network.peer.address"
 

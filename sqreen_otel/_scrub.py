@@ -1,53 +1,57 @@
 """PII scrubbing of everything our pipeline ships, on copies, in the export thread.
 
 * **Key rule**: an attribute, property, identifier, trait, query parameter or captured header
-  whose key matches (case-insensitively, anywhere in the key: ``user_password``) has its whole
-  value redacted, recursively for nested values. The default is Sqreen Go's key regex plus the
-  common names of Sentry's denylist and Datadog's obfuscation key regex; Sqreen Python's exact
-  key list (``SQREEN_STRIP_SENSITIVE_KEYS``) applies beside it.
-* **Value rule**: only the matching part of a string is redacted: card numbers (13 to 19
-  digits, spaces or dashes allowed, Luhn-valid), bearer and basic credentials, JWTs,
-  private-key blocks, GitHub and AWS access tokens, and ``password=...``-style pairs inside
-  text. ``SQREEN_STRIP_SENSITIVE_VALUE_REGEXP`` replaces these built-in patterns.
+  whose key matches has its whole value redacted, recursively for nested values. Keys are
+  matched case-insensitively and after splitting camelCase (``XAuthKey`` is ``x_auth_key``);
+  long words match inside longer keys (``user_password``), short ones only as a whole word
+  (``pin`` matches ``card_pin``, not ``shipping``). The same rule applies to ``key=value`` and
+  ``key: value`` pairs found inside text (JSON, reprs, header dumps, query strings).
+* **Value rule**: only the matching part of a string is redacted: card numbers (Luhn-checked,
+  also when glued to an expiry date, a CVV or another number), bearer and basic credentials,
+  JWTs, private-key blocks, well-known API token formats, credentials in URLs, and the values
+  of sensitive pairs. Numbers are checked too (a card number given as an ``int``).
+  ``SQREEN_STRIP_SENSITIVE_VALUE_REGEXP`` replaces these built-in patterns.
 * **URLs** (``url.query``, ``http.target``, ``url.full``, ``http.url``): parameters are scrubbed
-  one by one (the key is kept, the value masked: the semantic conventions' signature
-  parameters ``sig``, ``Signature``, ``X-Amz-*``... always, other keys by the key rule, values
-  by the value rule), credentials in the authority are masked, the mask is URL-encoded so the
-  URL stays parseable.
-* **Pseudonymisation** (``SQREEN_USER_ID_HMAC_KEY``): user-identifier values become their
-  HMAC-SHA256; ``user.id``/``user.email``/``user.name`` give way to ``user.hash``.
+  one by one after URL-decoding, names included; the semantic conventions' signature
+  parameters are always masked; credentials in the authority are masked; the mask is
+  URL-encoded so the URL stays parseable.
+* **Cost**: every built-in pattern runs in time linear in its input (no nested quantifiers;
+  each scan starts where the previous one ended), and a value longer than
+  ``MAX_SCRUBBED_CHARS`` is redacted whole rather than scanned (fail closed).
 
 Nothing here changes an attribute into a type OTLP rejects: a redacted value is a string, or a
-tuple of strings for a string array.
+tuple of strings for an array.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
+import math
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqreen_otel import _schema
 from sqreen_otel._config import Config
-from sqreen_otel._model import SecurityEvent
-from sqreen_otel._request_context import RequestContext
+from sqreen_otel._pseudonym import pseudonym
 from sqreen_otel._sdk_bridge import readable
+from sqreen_otel._stats import stats
 
 MASK = "<Redacted by Sqreen>"
 URL_MASK = urllib.parse.quote(MASK)
+MAX_SCRUBBED_CHARS = 16384  # the per-value budget: longer values are redacted whole
 
-# Sqreen Go's (passw(((or)?d))|(phrase))|(secret)|(authorization)|(api_?key)|((access_?)?token),
-# plus Sentry's denylist and Datadog's obfuscation key names. "sid" only as a whole segment.
+# The key rule, matched against the normalised key (lower case, camelCase split, "-" and
+# spaces as "_"). Sqreen Go's key regex, Sentry's denylist and Datadog's obfuscation key regex,
+# plus payment and one-time secrets; short words only as whole words (see docs/scrubbing.md).
 DEFAULT_KEY_REGEXP = (
-    r"(?i)passw(?:or)?d|pass_?phrase|passwd|pwd|secret|authori[sz]ation|api[_-]?key|x[_-]?api[_-]?key|"
-    r"(?:access|refresh|auth|id|csrf|xsrf)?[_-]?token|bearer|jwt|cookie|credential|"
-    r"(?:private|consumer|client|signing)[_-]?(?:key|secret)|privatekey|"
-    r"sess(?:ion)?[_-]?(?:id|key)|phpsessid|jsessionid|connect\.sid|asp\.net[_-]sessionid|"
-    r"(?:^|[^a-z0-9])(?:sid|session)(?:$|[^a-z0-9])|csrf|xsrf|signature|signed|mysql[_-]?pwd"
+    r"passw(?:or)?d|pass_?phrase|passcode|pwd|secret|authori[sz]ation|authentication|"
+    r"(?:api|access|auth|private|public|secret|signing|client|consumer|app|master|encryption|session)_?key|"
+    r"token|bearer|jwt|cookie|credential|csrf|xsrf|signature|signed|"
+    r"sess(?:ion)?_?id|phpsessid|jsessionid|connect\.sid|asp\.net_?sessionid|symfony|"
+    r"card_?(?:number|num|no)|credit_?card|cvv|cvc|security_?code|social_?security|"
+    r"(?:^|[^a-z0-9])(?:pass\d*|pw|auth|pin|otp|totp|hotp|mfa_?code|ssn|sid|session|pan)(?:$|[^a-z0-9])"
 )
 
 # Query parameters the semantic conventions redact (case-sensitive), value only.
@@ -63,21 +67,87 @@ SIGNATURE_PARAMETERS = frozenset(
     }
 )
 
-_SECRET_KEY_WORDS = (
-    r"passw(?:or)?d|passphrase|passwd|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token|token"
-)
+# The built-in value patterns. Each is linear: a match can only start where its lookbehind
+# allows (not inside the run it would scan), and no quantified group can match the same text
+# two ways. ``card`` and ``pair`` only find candidates, decided in Python (``pair`` fires at a
+# separator; its key is read backwards from there, at most ``_MAX_KEY_CHARS``).
 _BUILTIN_VALUE_PATTERNS = {
-    "card": r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)",  # Luhn-checked in _builtin_replacement
-    "private_key": r"-----BEGIN[A-Z ]*PRIVATE KEY-----(?:[\s\S]*?-----END[A-Z ]*PRIVATE KEY-----|[\s\S]*)",
-    "jwt": r"\bey[I-L][\w-]*\.ey[I-L][\w-]*(?:\.[\w.+/=-]*)?",
-    "bearer": r"\b(?i:bearer|basic)\s+[A-Za-z0-9\-._~+/]{8,}=*",
-    "github": r"\b(?:gh[oprsu]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b",
-    "aws": r"\b(?:A3T[A-Z0-9]|AKIA|ASIA)[A-Z0-9]{16}\b",
-    "pair": rf"(?i:{_SECRET_KEY_WORDS})[\"']?\s*[=:]\s*(?P<pair_value>\"[^\"]*\"|'[^']*'|[^\s&;,]+)",
+    "card": r"(?<!\d)\d(?:[ -]?\d){12,}",
+    "private_key": (
+        r"-----BEGIN[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+        r"(?:.*?-----END[A-Z ]{0,40}PRIVATE KEY(?: BLOCK)?-----|.*)"
+    ),
+    "jwt": r"(?<![\w-])ey[I-L][\w-]*\.ey[I-L][\w-]*(?:\.[\w.+/=-]*)?",
+    "bearer": r"(?<![\w-])(?i:bearer|basic)[ \t]{1,16}[A-Za-z0-9\-._~+/]{8,}=*",
+    "token": (
+        r"(?<![\w-])(?:gh[oprsu]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}|glpat-[\w-]{20,255}"
+        r"|xox[abposr]-[A-Za-z0-9-]{10,255}|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,255}"
+        r"|sk-(?:proj-|ant-[a-z0-9]{2,8}-)?[A-Za-z0-9_-]{32,255}|AIza[\w-]{35}|npm_[A-Za-z0-9]{36}"
+        r"|(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})(?![\w-])"
+    ),
+    "url_credentials": r"(?<=://)[^/\s:@]{1,256}:[^/\s@]{1,256}(?=@)",
+    "pair": r"(?<=[\w.\-\"'])[\"']?[ \t]{0,16}(?P<pair_sep>[=:])[ \t]{0,16}",
 }
-_BUILTIN_VALUE_REGEX = re.compile(
-    "|".join(f"(?P<{name}>{pattern})" for name, pattern in _BUILTIN_VALUE_PATTERNS.items())
+_TOKEN_PREFIXES = re.compile(
+    r"gh[oprsu]_|github_pat_|glpat-|xox|[sr]k_|sk-|AIza|npm_|A3T|AKIA|ASIA|ABIA|ACCA"
 )
+_DIGITS = "0123456789"
+
+
+def _may_match(kind: str, text: str) -> bool:
+    """A cheap necessary condition for ``kind`` to match anywhere in ``text`` (C-speed checks)."""
+    if kind == "card":
+        return sum(map(text.count, _DIGITS)) >= 13 or not text.isascii()
+    if kind == "private_key":
+        return "-----BEGIN" in text
+    if kind == "jwt":
+        return "ey" in text
+    if kind == "bearer":
+        return any(word in text for word in ("earer", "EARER", "asic", "ASIC"))
+    if kind == "token":
+        return _TOKEN_PREFIXES.search(text) is not None
+    if kind == "url_credentials":
+        return "://" in text
+    return "=" in text or ":" in text  # pair
+
+
+@functools.lru_cache(maxsize=128)
+def _value_regex(kinds: tuple[str, ...]) -> re.Pattern[str]:
+    """The alternation of the built-in patterns named (in their fixed order)."""
+    return re.compile("|".join(f"(?P<{kind}>{_BUILTIN_VALUE_PATTERNS[kind]})" for kind in kinds), re.DOTALL)
+
+
+# Where the value of a sensitive pair ends: ``key=value`` at the usual delimiters, a JSON
+# ``"key": value`` at the next member, a header or log ``Key: value`` at the end of the line.
+_PAIR_VALUE_END = {
+    "=": re.compile(r"[\s&;,)}\]\"']"),
+    '":': re.compile(r"[\r\n,}\]]"),
+    ":": re.compile(r"[\r\n]"),
+}
+_MAX_PAIR_VALUE = 4096
+_MAX_KEY_CHARS = 128
+
+
+_KEY_BACKWARDS = re.compile(rf"[\"']?([\w.-]{{1,{_MAX_KEY_CHARS}}})")
+
+
+def _key_before(backwards: str, end: int) -> str | None:
+    """The ``key`` of a ``key=value`` pair whose separator (or closing quote) is at ``end``.
+
+    ``backwards`` is the text reversed, so the key is read with one anchored match (C speed).
+    """
+    match = _KEY_BACKWARDS.match(backwards, len(backwards) - end)
+    if match is None:
+        return None
+    key = match.group(1)[::-1]
+    return key if key[0].isalpha() or key[0] == "_" else None
+
+
+_CARD_IIN_FIRST_DIGITS = frozenset("23456")  # the major card networks' ranges
+_MAX_CARD_RUN_DIGITS = 64  # a longer run of digits is redacted whole
+_MAX_CARD_GROUP_DIGITS = 32  # so is one with a longer group of digits without separators
+_DIGIT_GROUP = re.compile(r"\d+")
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 _CACHED_TEXT_LENGTH = 256  # longer texts are rarely repeated: not worth a cache slot
 _URL_KEYS = frozenset({"url.full", "http.url"})
@@ -92,31 +162,107 @@ _DATA_PREFIXES = (
     "http.response.header.",
 )
 _SEMCONV_USER_KEYS = ("user.id", "user.email", "user.name", "user.full_name")
+_USER_DATA_PREFIXES = (_schema.USER_PREFIX, _schema.TRAITS_PREFIX)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_SEPARATORS = re.compile(r"[\s-]+")
+
+
+def normalize_key(key: str) -> str:
+    """``XAuthKey`` -> ``x_auth_key``; ``Set-Cookie`` -> ``set_cookie``: what the key rule matches."""
+    return _SEPARATORS.sub("_", _CAMEL.sub("_", key)).lower()
 
 
 def luhn_valid(digits: str) -> bool:
     total = 0
     for index, char in enumerate(reversed(digits)):
         value = ord(char) - 48
-        if index % 2:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
+        total += _DOUBLED[value] if index % 2 else value
     return total % 10 == 0
 
 
-def _builtin_replacement(match: re.Match[str]) -> str:
-    kind = match.lastgroup
-    text = match.group(0)
-    if kind == "card":
-        digits = text.replace(" ", "").replace("-", "")
-        return MASK if 13 <= len(digits) <= 19 and luhn_valid(digits) else text
-    if kind == "pair":  # keep the key, mask the value
-        start, end = match.span("pair_value")
-        offset = match.start()
-        return text[: start - offset] + MASK + text[end - offset :]
-    return MASK
+def _digit(char: str) -> int:
+    return ord(char) - 48 if char <= "9" else int(char)  # int() also reads non-ASCII digits
+
+
+def card_spans(run: str) -> list[tuple[int, int]] | None:
+    """The character spans of card numbers inside a run of digits (spaces and dashes allowed).
+
+    A card number is 13 to 19 digits passing the Luhn check, found (1) on group boundaries
+    (a whole run, or whole space/dash-separated groups of it: ``4111 1111 1111 1111 12/25``),
+    or (2) inside a group, starting with a major network's digit (2-6): 15 or 16 digits followed
+    by 3 or 4 more in the same group (a CVV or an expiry glued on), or anywhere in a group of
+    20 to 32 digits (no 64-bit integer identifier is that long). None: the run is redacted
+    whole, being too long to be anything but an attack or a card among other digits (a group
+    of more than 32 digits, or more than 64 digits in all).
+    """
+    groups = [(match.start(), match.group()) for match in _DIGIT_GROUP.finditer(run)]
+    digits = "".join(group for _, group in groups)
+    count = len(digits)
+    if count > _MAX_CARD_RUN_DIGITS or any(len(group) > _MAX_CARD_GROUP_DIGITS for _, group in groups):
+        return None
+    values = [ord(char) - 48 for char in digits] if digits.isascii() else [int(char) for char in digits]
+    # luhn[p][k]: Luhn sum of digits[:k] with the digits at parity p doubled.
+    luhn: tuple[list[int], list[int]] = ([0], [0])
+    for index, value in enumerate(values):
+        doubled = _DOUBLED[value]
+        luhn[0].append(luhn[0][-1] + (doubled if index % 2 == 0 else value))
+        luhn[1].append(luhn[1][-1] + (doubled if index % 2 else value))
+    offsets = [offset + i for offset, group in groups for i in range(len(group))]
+    windows: list[tuple[int, int]] = []  # (first digit, digit after the last)
+    start = 0
+    bounds = []
+    for _, group in groups:
+        bounds.append((start, start + len(group)))
+        start += len(group)
+    for first, (group_start, _) in enumerate(bounds):  # (1) whole groups
+        for _, group_end in bounds[first:]:
+            if group_end - group_start > 19:
+                break
+            if group_end - group_start >= 13:
+                windows.append((group_start, group_end))
+    for group_start, group_end in bounds:  # (2) inside a group
+        size = group_end - group_start
+        if str(values[group_start]) in _CARD_IIN_FIRST_DIGITS:
+            glued = [length for length in (15, 16) if 3 <= size - length <= 4]  # CVV, expiry
+            windows.extend((group_start, group_start + length) for length in glued)
+        if size > 19:
+            windows.extend(
+                (first, first + length)
+                for length in range(13, 20)
+                for first in range(group_start, group_end - length + 1)
+                if str(values[first]) in _CARD_IIN_FIRST_DIGITS
+            )
+    return [
+        (offsets[first], offsets[end - 1] + 1)
+        for first, end in windows
+        if (luhn[(end - 1) % 2 ^ 1][end] - luhn[(end - 1) % 2 ^ 1][first]) % 10 == 0
+    ]
+
+
+def _mask_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each stretch covered by ``spans`` (merged when they touch) masked once."""
+    out: list[str] = []
+    position = 0
+    for start, end in sorted(spans):
+        if start <= position and out:
+            position = max(position, end)  # overlaps or touches the previous mask
+            continue
+        out.append(text[position:start])
+        out.append(MASK)
+        position = end
+    out.append(text[position:])
+    return "".join(out)
+
+
+def _number_text(value: int | float) -> str | None:
+    """The digits of a number that is long enough to be a card number, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value) if abs(value) >= 10**12 else None
+    if math.isfinite(value) and abs(value) >= 1e12:
+        return repr(value)
+    return None
 
 
 class Scrubber:
@@ -130,17 +276,25 @@ class Scrubber:
         key_regexp: str | None = None,
         value_regexp: str | None = None,
         hmac_key: str | None = None,
+        withhold_user_identifiers: bool = False,
     ) -> None:
         self.enabled = enabled
-        self._keys = frozenset(key.lower() for key in keys)
+        words = sorted({normalize_key(key) for key in keys if key})
+        self._keys_regex = (
+            re.compile(r"(?:^|[._])(?:" + "|".join(map(re.escape, words)) + r")(?:$|[._])") if words else None
+        )
+        self._builtin_key_rule = key_regexp is None
         pattern = DEFAULT_KEY_REGEXP if key_regexp is None else key_regexp
-        self._key_regex = re.compile(pattern) if pattern else None
+        self._key_regex = re.compile(pattern, re.IGNORECASE) if pattern else None
         self._custom_value_regex = re.compile(value_regexp) if value_regexp else None
         self._value_rule = value_regexp != ""
         self._hmac_key = hmac_key.encode() if hmac_key else None
+        self._withhold = withhold_user_identifiers
         # Keys repeat endlessly (the same attributes on every span): decide each one once.
         self.is_sensitive_key = functools.lru_cache(maxsize=8192)(self._is_sensitive_key)
         self._key_rule_applies = functools.lru_cache(maxsize=8192)(self._key_rule)
+        self._output_key = functools.lru_cache(maxsize=8192)(self._data_key)
+        self._scrub_key = functools.lru_cache(maxsize=8192)(self._scrub_text)
         # So do many values (user agents, methods, paths): scrub short ones once.
         self._scrub_short = functools.lru_cache(maxsize=4096)(self._scrub_text)
 
@@ -152,21 +306,24 @@ class Scrubber:
             key_regexp=config.strip_sensitive_key_regexp,
             value_regexp=config.strip_sensitive_value_regexp,
             hmac_key=config.user_id_hmac_key,
+            withhold_user_identifiers=config.withhold_user_identifiers,
         )
 
     @property
     def active(self) -> bool:
-        return self.enabled or self._hmac_key is not None
+        return self.enabled or self._hmac_key is not None or self._withhold
 
     # -- rules -------------------------------------------------------------------------------
 
     def _is_sensitive_key(self, key: str) -> bool:
-        lowered = key.lower()
-        if self._keys and (
-            lowered in self._keys or any(part in self._keys for part in re.split(r"[._\-]", lowered))
-        ):
+        normalized = normalize_key(key)
+        if self._keys_regex is not None and self._keys_regex.search(normalized):
             return True
-        return self._key_regex is not None and self._key_regex.search(key) is not None
+        if self._key_regex is None:
+            return False
+        if self._key_regex.search(normalized) is not None:
+            return True
+        return not self._builtin_key_rule and self._key_regex.search(key) is not None
 
     def scrub_text(self, text: str) -> str:
         """The value rule: redact the matching parts of ``text``."""
@@ -177,48 +334,113 @@ class Scrubber:
         return self._scrub_text(text)
 
     def _scrub_text(self, text: str) -> str:
+        if len(text) > MAX_SCRUBBED_CHARS:
+            stats.add("values_redacted_oversized")
+            return MASK
         if self._custom_value_regex is not None:
             return self._custom_value_regex.sub(MASK, text)
-        return _BUILTIN_VALUE_REGEX.sub(_builtin_replacement, text)
+        return self._builtin_scrub(text)
 
-    def pseudonym(self, value: Any) -> str:
-        assert self._hmac_key is not None
-        return hmac.new(self._hmac_key, str(value).encode("utf-8", "replace"), hashlib.sha256).hexdigest()
+    def _builtin_scrub(self, text: str) -> str:
+        """One left-to-right pass: each search resumes where the previous match ended."""
+        kinds = tuple(kind for kind in _BUILTIN_VALUE_PATTERNS if _may_match(kind, text))
+        if not kinds:
+            return text
+        out: list[str] = []
+        position = 0  # text[:position] is in ``out``
+        resume = 0  # where the next search starts
+        search = _value_regex(kinds).search
+        backwards = text[::-1] if "pair" in kinds else ""
+        while True:
+            match = search(text, resume)
+            if match is None:
+                break
+            kind = match.lastgroup
+            start, end = match.span()
+            if kind == "pair":
+                key = _key_before(backwards, start)
+                if key is None or not self.is_sensitive_key(key):
+                    resume = end
+                    continue
+                separator = match.group("pair_sep")
+                if separator == ":" and text[start] in "\"'":
+                    separator = '":'  # a quoted key: JSON or a repr, members end at commas
+                value_end = _pair_value_end(text, end, separator)
+                out.append(text[position:end])
+                if value_end > end:
+                    out.append(MASK)
+                position = resume = value_end
+                continue
+            out.append(text[position:start])
+            if kind == "card":
+                run = match.group()
+                spans = card_spans(run)
+                out.append(MASK if spans is None else _mask_spans(run, spans) if spans else run)
+            else:
+                out.append(MASK)
+            position = resume = end
+        if not out:
+            return text
+        out.append(text[position:])
+        return "".join(out)
 
     # -- values ------------------------------------------------------------------------------
 
     def _masked(self, value: Any) -> Any:
-        """A redacted value of an OTLP-valid type: a str, or a tuple of str for a str array."""
-        if isinstance(value, tuple | list) and value and all(isinstance(item, str) for item in value):
+        """A redacted value of an OTLP-valid type: a str, or a tuple of str for an array."""
+        if isinstance(value, tuple | list):
             return tuple(MASK for _ in value)
         if isinstance(value, Mapping):
             return {key: self._masked(item) for key, item in value.items()}
         return MASK
 
+    def _scrub_number(self, value: int | float) -> int | float | str:
+        text = _number_text(value)
+        if text is None or not self.enabled or not self._value_rule:
+            return value
+        return MASK if self._scrub_text(text) != text else value
+
     def scrub_value(self, value: Any) -> Any:
         """The value rule over a value of any attribute type; the key rule inside mappings."""
         if isinstance(value, str):
             return self.scrub_text(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return self._scrub_number(value)
         if isinstance(value, tuple | list):
-            return tuple(self.scrub_value(item) for item in value)
+            items = tuple(self.scrub_value(item) for item in value)
+            if len({type(item) for item in items}) > 1:  # a masked number in a numeric array
+                return tuple(item if isinstance(item, str) else str(item) for item in items)
+            return items
         if isinstance(value, Mapping):
             return self.scrub_mapping(value)
         return value
 
+    def scrub_key(self, key: str) -> str:
+        """Keys are data too (form field names, query parameter names): the value rule on them."""
+        if not self.enabled or not self._value_rule or len(key) < 5:
+            return key
+        return self._scrub_key(key)
+
     def scrub_mapping(self, mapping: Mapping[str, Any]) -> dict[str, Any]:
         """Key rule then value rule on a nested mapping (extended attribute values)."""
         return {
-            key: self._masked(value) if self.is_sensitive_key(str(key)) else self.scrub_value(value)
+            self.scrub_key(str(key)): self._masked(value)
+            if self.is_sensitive_key(str(key))
+            else self.scrub_value(value)
             for key, value in mapping.items()
         }
 
     # -- URLs --------------------------------------------------------------------------------
 
     def scrub_query(self, query: str) -> str:
+        """Each parameter: name and value URL-decoded, scrubbed, re-encoded only if changed."""
         parts = []
         for pair in query.split("&"):
             name, sep, value = pair.partition("=")
             key = urllib.parse.unquote_plus(name)
+            scrubbed_key = self.scrub_key(key)
+            if scrubbed_key != key:
+                name = urllib.parse.quote_plus(scrubbed_key)
             if sep and (key in SIGNATURE_PARAMETERS or self.is_sensitive_key(key)):
                 parts.append(f"{name}={URL_MASK}")
                 continue
@@ -256,6 +478,8 @@ class Scrubber:
 
     def _key_rule(self, key: str) -> bool:
         """Whether the key rule redacts attribute ``key`` (user-data prefixes are looked through)."""
+        if self._withhold and (key.startswith(_USER_DATA_PREFIXES) or key in _SEMCONV_USER_KEYS):
+            return True
         for prefix in _DATA_PREFIXES:
             if key.startswith(prefix):
                 return self.is_sensitive_key(key[len(prefix) :])
@@ -264,91 +488,73 @@ class Scrubber:
         return self.is_sensitive_key(key)
 
     def _pseudonymise(self, attributes: dict[str, Any]) -> None:
+        """The app's own semantic-convention user attributes give way to ``user.hash``.
+
+        (Ours are pseudonymised where they are written, on the request path.)
+        """
+        assert self._hmac_key is not None
         first: Any = None
         for key in _SEMCONV_USER_KEYS:
             if key in attributes:
                 value = attributes.pop(key)
                 if first is None:
                     first = value
-        for key, value in list(attributes.items()):
-            if key.startswith(_schema.USER_PREFIX):
-                attributes[key] = self.pseudonym(value)
-        if first is not None:
-            attributes["user.hash"] = self.pseudonym(first)
-
-    # -- the event model (for exporters that ship SecurityEvents, not spans) -----------------
-
-    def scrub_parameters(self, parameters: Mapping[str, list[str]]) -> dict[str, list[str]]:
-        """Query parameters: the URL rule per key (signature list, key rule), else the value rule."""
-        return {
-            key: [MASK] * len(values)
-            if key in SIGNATURE_PARAMETERS or self.is_sensitive_key(key)
-            else [self.scrub_text(value) for value in values]
-            for key, values in parameters.items()
-        }
-
-    def scrub_request(self, request: RequestContext) -> RequestContext:
-        if not self.enabled:
-            return request
-        return request._replace(
-            user_agent=self.scrub_text(request.user_agent) if request.user_agent else request.user_agent,
-            path=self.scrub_text(request.path) if request.path else request.path,
-            route=self.scrub_text(request.route) if request.route else request.route,
-            parameters=self.scrub_parameters(request.parameters),
-        )
-
-    def scrub_events(self, events: Iterable[SecurityEvent]) -> list[SecurityEvent]:
-        """Scrubbed copies of security events; each request context is scrubbed once."""
-        scrubbed_requests: dict[int, RequestContext] = {}
-        result = []
-        for event in events:
-            request = scrubbed_requests.get(id(event.request))
-            if request is None:
-                request = scrubbed_requests[id(event.request)] = self.scrub_request(event.request)
-            identifiers = (
-                self.scrub_mapping(event.user_identifiers) if self.enabled else event.user_identifiers
-            )
-            if self._hmac_key is not None:
-                identifiers = {key: self.pseudonym(value) for key, value in identifiers.items()}
-            result.append(
-                event._replace(
-                    name=self.scrub_text(event.name),
-                    properties=self.scrub_mapping(event.properties) if self.enabled else event.properties,
-                    user_identifiers=identifiers,
-                    request=request,
-                )
-            )
-        return result
+        if first is not None and "user.hash" not in attributes:
+            attributes["user.hash"] = pseudonym(self._hmac_key, first)
 
     def scrub_attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
         """A scrubbed copy of span, event or link attributes."""
         if not attributes:
             return {}
         values = readable(attributes)
-        if not self.enabled:
+        if not self.enabled and not self._withhold:
             result = dict(values)
         else:
             result = {}
-            key_rule = self._key_rule_applies
+            key_rule, output_key = self._key_rule_applies, self._output_key
             for key, value in values.items():  # the common types inline: this runs per attribute
                 kind = type(value)
                 if key_rule(key):
-                    result[key] = self._masked(value)
+                    result[output_key(key)] = self._masked(value)
+                elif not self.enabled:
+                    result[key] = value
                 elif kind is str:
-                    result[key] = (
+                    result[output_key(key)] = (
                         self._url_or_text(key, value) if key in _URL_LIKE_KEYS else self.scrub_text(value)
                     )
-                elif kind is int or kind is float or kind is bool:
+                elif kind is bool:
                     result[key] = value
                 else:
-                    result[key] = self.scrub_value(value)
+                    result[output_key(key)] = self.scrub_value(value)
         if self._hmac_key is not None:
             self._pseudonymise(result)
         return result
 
+    def _data_key(self, key: str) -> str:
+        """An attribute key whose data part (a property name...) went through the value rule."""
+        if not self.enabled:
+            return key
+        for prefix in _DATA_PREFIXES:
+            if key.startswith(prefix):
+                return prefix + self.scrub_key(key[len(prefix) :])
+        return key
+
     def _url_or_text(self, key: str, value: str) -> str:
+        if len(value) > MAX_SCRUBBED_CHARS:
+            stats.add("values_redacted_oversized")
+            return URL_MASK
         if key in _QUERY_KEYS:
             return self.scrub_query(value)
         if key in _TARGET_KEYS:
             return self.scrub_target(value)
         return self.scrub_url(value)
+
+
+def _pair_value_end(text: str, start: int, separator: str) -> int:
+    """Where the value of a sensitive ``key=value`` / ``key: value`` pair starting at ``start`` ends."""
+    limit = min(len(text), start + _MAX_PAIR_VALUE)
+    if start < limit and text[start] in "\"'":
+        closing = text.find(text[start], start + 1, limit)
+        return limit if closing < 0 else closing + 1
+    stop = _PAIR_VALUE_END[separator].search(text, start, limit)
+    return limit if stop is None else stop.start()

@@ -16,7 +16,7 @@ from opentelemetry.trace import Link
 from opentelemetry.trace.status import Status
 
 from sqreen_otel._config import current_config
-from sqreen_otel._model import security_events
+from sqreen_otel._model import EventExporter, event_attributes, scrubbed_events
 from sqreen_otel._outcome import ExportOutcome, export_outcome
 from sqreen_otel._scrub import Scrubber
 from sqreen_otel._sdk_bridge import attributes_copy, span_attributes
@@ -33,7 +33,8 @@ def scrub_span(scrubber: Scrubber, span: ReadableSpan) -> ReadableSpan:
             Event(
                 text(event.name),
                 attributes_copy(
-                    scrubber.scrub_attributes(event.attributes), getattr(event, "dropped_attributes", 0)
+                    scrubber.scrub_attributes(event_attributes(event)),
+                    getattr(event, "dropped_attributes", 0),
                 ),
                 event.timestamp,
             )
@@ -91,13 +92,10 @@ class ScrubbingSpanExporter(SpanExporter):
         return self.export_batch(spans).result
 
     def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
-        export_events = getattr(self.wrapped, "export_events", None)
-        if export_events is not None:
-            # An exporter of the event model (http, local, console): scrub the events it ships,
-            # with the same rules, instead of whole span copies it would only read back.
-            events = [event for span in spans for event in security_events(span)]
-            outcome: ExportOutcome = export_events(self.scrubber.scrub_events(events))
-            return outcome
+        if isinstance(self.wrapped, EventExporter):
+            # An exporter of the event model (http, local, console): the scrubbed events it
+            # ships, not whole span copies it would only read back.
+            return self.wrapped.export_events(scrubbed_events(spans, self.scrubber))
         return export_outcome(self.wrapped, self.scrub(spans))
 
     def shutdown(self) -> None:

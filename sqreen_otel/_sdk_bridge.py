@@ -45,7 +45,7 @@ def add_event_if_open(span: SdkSpan, event: Event) -> bool:
         return True
 
 
-def set_attributes_while_ending(span: SdkSpan, attributes: dict[str, str]) -> None:
+def set_attributes_while_ending(span: SdkSpan, attributes: Mapping[str, str | tuple[str, ...]]) -> None:
     """Set already-clean string attributes on a span in ``_on_ending`` (before any ``on_end``)."""
     store: Any = span._attributes  # a BoundedAttributes, frozen by Span.end()
     with store._lock:

@@ -53,6 +53,7 @@ def configure(
     strip_sensitive_key_regexp: str | None = _UNSET,
     strip_sensitive_value_regexp: str | None = _UNSET,
     user_id_hmac_key: str | None = _UNSET,
+    user_on_host_spans: bool = _UNSET,
     ingestion_url: str | None = _UNSET,
     token: str | None = _UNSET,
     app_name: str | None = _UNSET,

@@ -13,6 +13,7 @@ the app), so it leaves the environ in ``pending_environ`` for the processor to p
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -23,9 +24,11 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 from sqreen_otel import _schema
 from sqreen_otel._client_ip import PEER, Inputs, resolve_snapshot, snapshot
 from sqreen_otel._config import Config
-from sqreen_otel._events import LiveEvent, identity_attributes
+from sqreen_otel._events import LiveEvent, UserView, identity_attributes
+from sqreen_otel._log import log_once
 from sqreen_otel._normalize import AttributeValue, Scalar
 from sqreen_otel._sdk_bridge import set_attributes_while_ending
+from sqreen_otel._stats import stats
 
 _STATE_KEY = context.create_key("sqreen_otel.request")
 _IDENTIFY_LOCK = threading.Lock()
@@ -80,27 +83,43 @@ class RequestState:
         if self.http_inputs is None:
             return
         inputs, config = self.http_inputs
-        client = resolve_snapshot(inputs, config.ip_header, config.trusted_proxies)
-        attributes: dict[str, str] = {}
+        client = resolve_snapshot(inputs, config.client_ip_policy)
+        attributes: dict[str, str | tuple[str, ...]] = {}
         if client.address is not None:
             attributes[_schema.CLIENT_ADDRESS] = client.address
         if client.peer is not None:
             attributes[_schema.NETWORK_PEER_ADDRESS] = client.peer
         if client.source != PEER:
             attributes[_schema.CLIENT_IP_SOURCE] = client.source
+        if client.candidates:
+            attributes[_schema.CLIENT_IP_CANDIDATES] = client.candidates
+            _ambiguous(config)
         if attributes:
             set_attributes_while_ending(self.span, attributes)
 
-    def identify(self, identifiers: dict[str, Scalar], traits: Mapping[str, AttributeValue]) -> bool:
+    def identify(
+        self, identifiers: dict[str, Scalar], traits: Mapping[str, AttributeValue], view: UserView
+    ) -> bool:
         """Associate the user with the request (first call wins); False if another user already was."""
         with _IDENTIFY_LOCK:  # rare, tiny critical section: one lock for all requests
             if self.identified is not None:
                 return self.identified == identifiers
             self.identified = identifiers
-        attributes = identity_attributes(identifiers, traits)
+        attributes = identity_attributes(identifiers, traits, view)
         if attributes and not self.ended:
             self.span.set_attributes(attributes)
         return True
+
+
+def _ambiguous(config: Config) -> None:
+    stats.add("client_ip_ambiguous")
+    log_once(
+        "client_ip_ambiguous",
+        logging.WARNING,
+        "A request from a trusted proxy carried forwarding headers that name different clients; "
+        "its client IP is the proxy's. Set SQREEN_IP_HEADER to the header your proxy writes%s.",
+        "" if config.ip_header is None else " (it is set: this should not happen)",
+    )
 
 
 def current_state(ctx: context.Context | None = None) -> RequestState | None:

@@ -17,8 +17,9 @@ from sqreen_otel._stats import stats
 
 
 @pytest.fixture(autouse=True)
-def _isolation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test starts with default settings, no SQREEN_* variables and zeroed counters."""
+def _isolation(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts with default settings, no SQREEN_* variables and zeroed counters, and
+    fails if it left an internal error counted (unless marked ``internal_errors_expected``)."""
     for name in list(os.environ):
         if name.startswith("SQREEN_"):
             monkeypatch.delenv(name)
@@ -29,6 +30,8 @@ def _isolation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     token = otel_context.attach(otel_context.Context())
     yield
     otel_context.detach(token)
+    if request.node.get_closest_marker("internal_errors_expected") is None:
+        assert stats.snapshot().get("internal_errors", 0) == 0, "the test left internal errors counted"
 
 
 @pytest.fixture

@@ -185,14 +185,14 @@ def test_reserved_prefix_is_ignored_with_a_warning(otel: Otel, sqreen_logs: pyte
     [
         (lambda: sqreen_otel.track(42), "name"),  # type: ignore[arg-type]
         (lambda: sqreen_otel.track(""), "name"),
-        (lambda: sqreen_otel.track("x", properties=[("a", 1)]), "properties"),  # type: ignore[arg-type]
+        (lambda: sqreen_otel.track("x", properties=[1, 2]), "properties"),  # type: ignore[list-item]
         (lambda: sqreen_otel.track("x", user_identifiers="bob"), "user_identifiers"),  # type: ignore[arg-type]
         (lambda: sqreen_otel.track("x", timestamp="2024-01-01"), "timestamp"),  # type: ignore[arg-type]
         (lambda: sqreen_otel.from_context().track_event(None), "name"),  # type: ignore[arg-type]
         (lambda: sqreen_otel.from_context().track_event("x").with_properties("a=1"), "properties"),  # type: ignore[arg-type]
         (lambda: sqreen_otel.from_context().track_event("x").with_timestamp(1.0), "timestamp"),  # type: ignore[arg-type]
         (lambda: sqreen_otel.from_context().track_event("x").with_user_identifiers(7), "user_identifiers"),  # type: ignore[arg-type]
-        (lambda: sqreen_otel.from_context().for_user(["uid"]), "user_identifiers"),  # type: ignore[arg-type]
+        (lambda: sqreen_otel.from_context().for_user(["uid"]), "user_identifiers"),  # type: ignore[list-item]
         (lambda: sqreen_otel.from_context().for_user({}).track_auth("yes"), "success"),  # type: ignore[arg-type]
         (lambda: sqreen_otel.auth_track(1, uid="u"), "success"),  # type: ignore[arg-type]
         (lambda: sqreen_otel.identify("u1"), "user_identifiers"),  # type: ignore[arg-type]

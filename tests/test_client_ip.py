@@ -6,13 +6,24 @@ import ipaddress
 
 import pytest
 
-from sqreen_otel._client_ip import parse_address, resolve_client_ip
+from sqreen_otel._client_ip import (
+    MAX_ELEMENTS,
+    MAX_HEADER_CHARS,
+    ClientIPPolicy,
+    parse_address,
+    resolve_client_ip,
+)
 
 PUBLIC = "203.0.114.7"  # global (203.0.113/24 is TEST-NET-3 and not global)
 PUBLIC2 = "8.8.4.4"
 PRIVATE = "10.1.2.3"
 PROXY = "10.0.0.5"
 TRUSTED = (ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("2001:db8:1::/48"))
+SQREEN_MODE = ClientIPPolicy()
+
+
+def trusted(ip_header: str | None = None) -> ClientIPPolicy:
+    return ClientIPPolicy(ip_header, TRUSTED)
 
 
 def environ(peer: str | None = PROXY, **headers: str) -> dict[str, str]:
@@ -102,7 +113,7 @@ def environ(peer: str | None = PROXY, **headers: str) -> dict[str, str]:
     ],
 )
 def test_sqreen_mode(env: dict[str, str], ip_header: str | None, expected: str | None, source: str) -> None:
-    result = resolve_client_ip(env, ip_header, ())
+    result = resolve_client_ip(env, ClientIPPolicy(ip_header))
     assert (result.address, result.source) == (expected, source)
 
 
@@ -129,21 +140,31 @@ def test_sqreen_mode(env: dict[str, str], ip_header: str | None, expected: str |
             id="configured-header-only",
         ),
         pytest.param(environ(x_client_ip=PUBLIC), None, PROXY, id="untrusted-header-kinds-ignored"),
+        pytest.param(environ(x_real_ip=PUBLIC), None, PUBLIC, id="x-real-ip-alone"),
+        pytest.param(
+            environ(x_real_ip=PUBLIC, x_forwarded_for=f"6.6.6.6, {PUBLIC}"), None, PUBLIC, id="headers-agree"
+        ),
+        pytest.param(
+            environ(x_forwarded_for=f"6.6.6.6, {PUBLIC}"), "x-forwarded-for", PUBLIC, id="named-xff"
+        ),
+        pytest.param(
+            environ(forwarded=f"for={PUBLIC}", x_forwarded_for="6.6.6.6"), "forwarded", PUBLIC, id="named-fwd"
+        ),
         pytest.param(environ(peer="2001:db8:1::5", x_forwarded_for=PUBLIC), None, PUBLIC, id="v6-proxy"),
     ],
 )
 def test_trusted_proxy_mode(env: dict[str, str], ip_header: str | None, expected: str) -> None:
-    assert resolve_client_ip(env, ip_header, TRUSTED).address == expected
+    assert resolve_client_ip(env, trusted(ip_header)).address == expected
 
 
 def test_peer_is_always_reported_beside_the_client() -> None:
-    result = resolve_client_ip(environ(x_forwarded_for=PUBLIC), None, ())
+    result = resolve_client_ip(environ(x_forwarded_for=PUBLIC), SQREEN_MODE)
     assert result.peer == PROXY
 
 
 def test_hostile_header_sizes_are_bounded() -> None:
     huge = ", ".join(["garbage"] * 100_000) + f", {PUBLIC}"
-    assert resolve_client_ip(environ(x_forwarded_for=huge), None, ()).address == PROXY
+    assert resolve_client_ip(environ(x_forwarded_for=huge), SQREEN_MODE).address == PROXY
 
 
 @pytest.mark.parametrize(
@@ -160,3 +181,46 @@ def test_hostile_header_sizes_are_bounded() -> None:
 def test_parse_address(token: str, expected: str | None) -> None:
     parsed = parse_address(token)
     assert (str(parsed) if parsed is not None else None) == expected
+
+
+# The proxy appends the address it saw at the right end; everything to its left is the client's.
+PADDINGS = {
+    "by-count": ", ".join(f"7.7.{n // 250}.{n % 250}" for n in range(200)),
+    "by-size": "6.6.6.6, " + "x" * (MAX_HEADER_CHARS + 100),
+    "just-over-count": ", ".join(["6.6.6.6"] * (MAX_ELEMENTS + 1)),
+    "trusted-looking": ", ".join(["10.0.0.9"] * (MAX_ELEMENTS * 2)),
+}
+
+
+@pytest.mark.parametrize("padding", PADDINGS.values(), ids=PADDINGS.keys())
+def test_trusted_mode_cannot_be_forged_by_padding_the_header(padding: str) -> None:
+    env = environ(x_forwarded_for=f"{padding}, {PUBLIC}")
+    assert len(env["HTTP_X_FORWARDED_FOR"]) > 580
+    result = resolve_client_ip(env, trusted())
+    assert (result.address, result.source) == (PUBLIC, "x-forwarded-for")
+
+
+@pytest.mark.parametrize(
+    ("headers", "named"),
+    [
+        ({"x_forwarded_for": "6.6.6.6", "forwarded": f"for={PUBLIC}"}, "forwarded"),
+        ({"x_forwarded_for": "6.6.6.6", "x_real_ip": PUBLIC}, "x-real-ip"),
+        ({"x_forwarded_for": f"9.9.9.9, {PUBLIC}", "forwarded": "for=6.6.6.6"}, "x-forwarded-for"),
+    ],
+)
+def test_a_client_sent_header_next_to_the_proxys_is_never_believed(
+    headers: dict[str, str], named: str
+) -> None:
+    """Without SQREEN_IP_HEADER, conflicting headers are ambiguous: the proxy's address, never
+    the client's choice; naming the header the proxy writes resolves it."""
+    env = environ(**headers)
+    ambiguous = resolve_client_ip(env, trusted())
+    assert (ambiguous.address, ambiguous.source) == (PROXY, "ambiguous")
+    assert PUBLIC in ambiguous.candidates  # enforcement can still consider the real client
+    assert resolve_client_ip(env, trusted(named)).address == PUBLIC
+
+
+def test_peer_only_policy_believes_no_header() -> None:
+    env = environ(peer=PUBLIC2, x_forwarded_for=PUBLIC, x_real_ip=PUBLIC)
+    assert resolve_client_ip(env, ClientIPPolicy(None, ())).address == PUBLIC2
+    assert resolve_client_ip(environ(x_forwarded_for=PUBLIC), ClientIPPolicy(None, ())).address == PROXY

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _support import Otel, run_python
 
 import sqreen_otel
 from sqreen_otel import Config
-from sqreen_otel._config import ENVIRONMENT_VARIABLES, build_config
+from sqreen_otel._config import DERIVED_FIELDS, ENVIRONMENT_VARIABLES, build_config
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -18,7 +20,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert build_config({}, environ={}) == Config(
         disable=False,
         ip_header=None,
-        trusted_proxies=(),
+        trusted_proxies=None,
         max_event_properties=16,
         log_level=None,
         exporter=("local",),
@@ -40,6 +42,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         strip_sensitive_key_regexp=None,
         strip_sensitive_value_regexp=None,
         user_id_hmac_key=None,
+        user_on_host_spans=True,
         ingestion_url=None,
         token=None,
         app_name=None,
@@ -48,7 +51,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_every_setting_has_a_sqreen_environment_variable() -> None:
-    assert set(ENVIRONMENT_VARIABLES) == set(Config.__dataclass_fields__)
+    assert set(ENVIRONMENT_VARIABLES) | set(DERIVED_FIELDS) == set(Config.__dataclass_fields__)
     assert all(name.startswith("SQREEN_") for name in ENVIRONMENT_VARIABLES.values())
 
 
@@ -90,17 +93,12 @@ def test_environment_values_are_parsed() -> None:
     ("variable", "value"),
     [
         ("SQREEN_DISABLE", "maybe"),
-        ("SQREEN_IP_HEADER", "bad header"),
-        ("SQREEN_TRUSTED_PROXIES", "10.0.0.0/8, not-a-network"),
         ("SQREEN_MAX_EVENT_PROPERTIES", "0"),
         ("SQREEN_MAX_EVENT_PROPERTIES", "lots"),
         ("SQREEN_LOG_LEVEL", "chatty"),
         ("SQREEN_EXPORTER", "carrier-pigeon"),
         ("SQREEN_EXPORTER", "none,local"),
         ("SQREEN_HEARTBEAT_DELAY", "-1"),
-        ("SQREEN_STRIP_SENSITIVE_KEY_REGEXP", "(unclosed"),
-        ("SQREEN_STRIP_SENSITIVE_VALUE_REGEXP", "[a-"),
-        ("SQREEN_USER_ID_HMAC_KEY", "too-short"),
         ("SQREEN_INGESTION_URL", "ftp://nope"),
     ],
 )
@@ -111,8 +109,46 @@ def test_a_bad_environment_value_warns_naming_the_variable_and_uses_the_default(
     assert config == Config()
     (record,) = [r for r in sqreen_logs.records if variable in r.getMessage()]
     assert "using the default" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "closed"),
+    [
+        ("SQREEN_TRUSTED_PROXIES", "10.0.0.0/33", {"trusted_proxies": ()}),
+        ("SQREEN_TRUSTED_PROXIES", "10.0.0.0/8, not-a-network", {"trusted_proxies": ()}),
+        ("SQREEN_IP_HEADER", "bad header", {"trusted_proxies": ()}),
+        (
+            "SQREEN_USER_ID_HMAC_KEY",
+            "too-short",
+            {"withhold_user_identifiers": True, "user_on_host_spans": False},
+        ),
+        ("SQREEN_USER_ON_HOST_SPANS", "nah", {"user_on_host_spans": False}),
+        ("SQREEN_STRIP_SENSITIVE_DATA", "flase", {}),  # scrubbing stays on
+        ("SQREEN_STRIP_SENSITIVE_KEY_REGEXP", "(unclosed", {}),  # the built-in rule stays
+        ("SQREEN_STRIP_SENSITIVE_VALUE_REGEXP", "[a-", {}),
+    ],
+)
+def test_an_invalid_security_setting_fails_closed_with_an_error_naming_the_variable(
+    variable: str, value: str, closed: dict[str, Any], sqreen_logs: pytest.LogCaptureFixture
+) -> None:
+    config = build_config({}, environ={variable: value})
+    assert config == dataclasses.replace(Config(), **closed)
+    assert config.strip_sensitive_data and config.strip_sensitive_key_regexp is None
+    (record,) = [r for r in sqreen_logs.records if variable in r.getMessage()]
+    assert record.levelname == "ERROR"
+    assert "failing closed" in record.getMessage()
     if variable == "SQREEN_USER_ID_HMAC_KEY":
         assert value not in record.getMessage()  # a secret is never echoed
+
+
+def test_an_invalid_trusted_proxy_list_never_falls_back_to_the_forgeable_mode(tmp_path: Path) -> None:
+    """SQREEN_TRUSTED_PROXIES with a typo: forwarding headers are ignored, not believed."""
+    from sqreen_otel._client_ip import resolve_client_ip
+
+    config = build_config({}, environ={"SQREEN_TRUSTED_PROXIES": "10.0.0.0/33"})
+    env = {"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "6.6.6.6"}
+    assert resolve_client_ip(env, config.client_ip_policy).address == "10.0.0.5"
+    assert resolve_client_ip(env, Config().client_ip_policy).address == "6.6.6.6"  # unset: Sqreen mode
 
 
 def test_arguments_beat_the_environment(otel: Otel, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,7 +223,11 @@ def test_importing_with_bad_environment_values_never_crashes(tmp_path: Path) -> 
     completed = run_python(["-c", code], tmp_path, BAD_VALUES)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.split() == ["False", "('local',)"]
-    assert completed.stderr.count("Ignoring SQREEN_") == len(BAD_VALUES)
+    security = {"SQREEN_IP_HEADER", "SQREEN_TRUSTED_PROXIES", "SQREEN_STRIP_SENSITIVE_DATA",
+                "SQREEN_STRIP_SENSITIVE_KEY_REGEXP", "SQREEN_STRIP_SENSITIVE_VALUE_REGEXP",
+                "SQREEN_USER_ID_HMAC_KEY"}  # fmt: skip
+    assert completed.stderr.count("Ignoring SQREEN_") == len(BAD_VALUES) - len(security)
+    assert completed.stderr.count("failing closed") == len(security)
     assert "short-secret" not in completed.stderr
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 import pytest
 from _support import Otel, events_of
@@ -21,11 +19,17 @@ from sqreen_otel._config import (
     MAX_USER_IDENTIFIERS,
     MAX_VALUE_LENGTH,
 )
-from sqreen_otel._normalize import normalize_identifiers, normalize_properties, timestamp_ns
+from sqreen_otel._normalize import (
+    MappingLike,
+    check_mapping,
+    normalize_identifiers,
+    normalize_properties,
+    timestamp_ns,
+)
 
 
-def props(values: Mapping[Any, Any], limit: int = 16) -> dict[str, object]:
-    return dict(normalize_properties(values, limit, "test")[0])
+def props(values: MappingLike, limit: int = 16) -> dict[str, object]:
+    return dict(normalize_properties(check_mapping(values, "properties", "test"), limit, "test")[0])
 
 
 def test_more_than_the_limit_keeps_the_first_keys_in_sorted_order_and_counts_the_rest() -> None:
@@ -52,9 +56,9 @@ def test_nested_mappings_flatten_with_dotted_keys_to_a_bounded_depth() -> None:
         "user.address.city": "Paris",
         "user.plan": "pro",
     }
-    flattened = props(deep)
-    assert list(flattened) == ["a.b.c.d"]
-    assert flattened["a.b.c.d"] == "{'e': 'too deep'}"
+    kept, dropped = normalize_properties({**deep, "ok": 1, "l": [[[[["x"], 1]]]]}, 16, "e")
+    assert kept == {"ok": 1}  # deeper containers are dropped, never stringified past the key rule
+    assert dropped == 2
 
 
 def test_sequences_are_kept_when_opentelemetry_accepts_them_else_flattened() -> None:
@@ -177,3 +181,47 @@ def test_secret_values_never_appear_in_logs(otel: Otel, sqreen_logs: pytest.LogC
         sqreen_otel.track("x", user_identifiers={"uid": secret + "2"})
     assert sqreen_logs.records, "the calls above are expected to log warnings"
     assert all(secret not in record.getMessage() for record in sqreen_logs.records)
+
+
+def test_request_data_in_the_shapes_apps_pass_is_read_as_mappings() -> None:
+    from werkzeug.datastructures import Headers, ImmutableMultiDict, MultiDict
+
+    form = MultiDict([("user", "ann"), ("tag", "a"), ("tag", "b")])
+    assert props({"form": form}) == {"form.tag": ("a", "b"), "form.user": "ann"}  # every value kept
+    assert props({"form": ImmutableMultiDict(form)}) == {"form.tag": ("a", "b"), "form.user": "ann"}
+    assert props({"pairs": list(form.items(multi=True))}) == {"pairs.tag": ("a", "b"), "pairs.user": "ann"}
+    headers = Headers([("Cookie", "sid=1"), ("X-Auth-Key", "k")])
+    assert props({"headers": headers}) == {"headers.Cookie": "sid=1", "headers.X-Auth-Key": "k"}
+    assert props(headers) == {"Cookie": "sid=1", "X-Auth-Key": "k"}  # top level too
+    assert list(form.items(multi=True)) == [("user", "ann"), ("tag", "a"), ("tag", "b")]  # not mutated
+
+
+def test_top_level_request_data_is_accepted_by_the_api(otel: Otel) -> None:
+    from werkzeug.datastructures import Headers
+
+    with otel.tracer.start_as_current_span("GET /", kind=SpanKind.SERVER):
+        assert sqreen_otel.track("form", properties=[("user", "ann"), ("plan", "pro")])
+        sqreen_otel.from_context().track_event("headers").with_properties(Headers([("Accept", "x")]))
+        sqreen_otel.from_context().for_user([("uid", "u1")]).track_auth_success()
+    by_name = dict(events_of(otel.app_spans()[0]))
+    assert by_name["form"]["sqreen.properties.plan"] == "pro"
+    assert by_name["headers"]["sqreen.properties.Accept"] == "x"
+    assert by_name["users.login.success"]["sqreen.user.uid"] == "u1"
+
+
+def test_non_finite_numbers_become_documented_strings() -> None:
+    out = props(
+        {"nan": float("nan"), "inf": float("inf"), "ninf": -float("inf"), "mixed": [1.5, float("nan")]}
+    )
+    assert out == {"inf": "Infinity", "mixed": ("1.5", "NaN"), "nan": "NaN", "ninf": "-Infinity"}
+
+
+def test_dataclasses_are_read_field_by_field() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Login:
+        user: str
+        password: str
+
+    assert props({"login": Login("ann", "x")}) == {"login.password": "x", "login.user": "ann"}

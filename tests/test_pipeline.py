@@ -236,3 +236,26 @@ def test_shutdown_does_not_wait_out_a_retry_after_beyond_its_timeout() -> None:
     assert time.monotonic() - started < 1.5
     assert exporter.delivered == []
     assert sqreen_otel.stats()["events_dropped.shutdown_timeout.test"] == 4
+
+
+@pytest.mark.internal_errors_expected
+def test_an_exporter_that_raises_is_counted_logged_without_data_and_retried(
+    stopper: list[ExportPipeline], sqreen_logs: pytest.LogCaptureFixture
+) -> None:
+    class Raising(ScriptedExporter):
+        def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
+            if not self.attempts:
+                self.attempts.append(time.monotonic())
+                raise RuntimeError("secret-in-message hunter2")
+            return super().export_batch(spans)
+
+    exporter = Raising()
+    item = pipeline(exporter)
+    stopper.append(item)
+    for span in spans(3):
+        item.submit(span, 1)
+    assert not item.flush(5.0)  # the first attempt blew up: nothing delivered yet
+    assert item.flush(5.0)
+    assert exporter.delivered == names(3)
+    assert sqreen_otel.stats()["internal_errors"] == 1
+    assert all("hunter2" not in record.getMessage() for record in sqreen_logs.records)

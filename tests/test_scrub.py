@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import urllib.parse
 from typing import Any
 
 import pytest
@@ -98,7 +99,7 @@ def test_attribute_types_stay_valid_for_otlp() -> None:
         "sqreen.properties.password": MASK,
         "sqreen.properties.pin_token": MASK,
         "sqreen.properties.tokens": (MASK, MASK),
-        "sqreen.properties.api_key": MASK,
+        "sqreen.properties.api_key": (MASK, MASK),
         "sqreen.properties.amount": 12,
         "http.request.header.authorization": (MASK,),
         "http.request.header.user_agent": ("curl/8",),
@@ -125,23 +126,16 @@ def test_configuration_of_the_rules() -> None:
     assert custom.scrub_text(f"ID-42 {CARD}") == f"{MASK} {CARD}"  # replaces the built-in patterns
 
 
-def test_hmac_pseudonymises_identifiers() -> None:
+def test_hmac_pseudonymises_the_apps_own_user_attributes() -> None:
+    """Ours are pseudonymised where they are written (test_host_spans); the app's own
+    semantic-convention user attributes give way to ``user.hash`` in what is shipped."""
     key = "k" * 32
     scrubbed = Scrubber(hmac_key=key).scrub_attributes(
-        {
-            "sqreen.user.email": "ann@example.com",
-            "user.email": "ann@example.com",
-            "user.id": "42",
-            "other": "x",
-        }
+        {"user.email": "ann@example.com", "user.id": "42", "other": "x"}
     )
-    expected = hmac.new(key.encode(), b"ann@example.com", hashlib.sha256).hexdigest()
-    assert scrubbed["sqreen.user.email"] == expected
-    assert scrubbed["user.hash"] == hmac.new(key.encode(), b"42", hashlib.sha256).hexdigest()
-    assert "user.email" not in scrubbed and "user.id" not in scrubbed
-    assert scrubbed["other"] == "x"
-    other_key = Scrubber(hmac_key="z" * 32).scrub_attributes({"sqreen.user.email": "ann@example.com"})
-    assert other_key["sqreen.user.email"] != expected  # keyed: not a plain hash
+    assert scrubbed == {"user.hash": hmac.new(key.encode(), b"42", hashlib.sha256).hexdigest(), "other": "x"}
+    other_key = Scrubber(hmac_key="z" * 32).scrub_attributes({"user.id": "42"})
+    assert other_key["user.hash"] != scrubbed["user.hash"]  # keyed: not a plain hash
 
 
 def _request_span(otel: Otel) -> None:
@@ -194,3 +188,112 @@ def test_scrubbing_span_exporter_wraps_any_exporter(otel: Otel) -> None:
     ScrubbingSpanExporter(inner).export(spans)
     (exported,) = inner.get_finished_spans()
     assert dict(exported.attributes or {})["url.query"] == f"password={URL_MASK}&q=1"
+
+
+# -- the review's bypasses, each as a class -----------------------------------------------------
+
+PAN = "4111111111111111"
+AMEX = "378282246310005"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"{PAN} 12/25",  # followed by an expiry
+        f"{PAN} 12/25 123",  # ... and a CVV
+        f"{PAN} 123",
+        "4111 1111 1111 1111 1225 123",
+        "4111-1111-1111-1111-123",
+        f"12 {PAN}",  # preceded by a short number
+        "No 42 4111 1111 1111 1111",
+        f"{PAN}123",  # a CVV glued on
+        f"{PAN}1225",  # an expiry glued on
+        f"1234{PAN}99",  # buried in a longer number
+        f"{AMEX} 1234",
+        f"card:{PAN}",
+        "٤١١١١١١١١١١١١١١١",  # Arabic-Indic digits
+    ],
+)
+def test_card_numbers_are_found_inside_longer_digit_runs(text: str) -> None:
+    scrubbed = Scrubber().scrub_text(text)
+    assert MASK in scrubbed
+    for digits in (PAN, AMEX, "4111 1111 1111 1111", "4111-1111-1111-1111"):
+        assert digits not in scrubbed
+
+
+@pytest.mark.parametrize("number", [int(PAN), int(AMEX), -int(PAN), float(PAN), int(PAN + "123")])
+def test_card_numbers_given_as_numbers(number: float) -> None:
+    assert Scrubber().scrub_value(number) == MASK
+    assert Scrubber().scrub_value((1, number)) == ("1", MASK)  # the array stays homogeneous (all str)
+
+
+@pytest.mark.parametrize("number", [42, 1764312345678, 2**40, 3.14])
+def test_ordinary_numbers_stay_numbers(number: float) -> None:
+    assert Scrubber().scrub_value(number) == number
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["pass", "user_pass", "pass2", "auth", "x-auth", "X-Auth-Key", "XAuthKey", "access_key",
+     "aws_access_key_id", "accessKey", "pin", "card_pin", "userPIN", "cvv", "cvv2", "cvc", "otp", "otp_code",
+     "totp", "ssn", "ssnLast4", "card_number", "cardNumber", "credit_card", "security_code",
+     "pw", "Proxy-Authorization", "set-cookie", "x_csrftoken", "symfony", "user_session", "passcode"],
+)  # fmt: skip
+def test_the_documented_names_and_payment_secrets_are_sensitive(key: str) -> None:
+    assert Scrubber().is_sensitive_key(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["passport", "passenger", "bypass", "compass", "author", "authority", "shipping", "spinner", "ping",
+     "footprint", "classname", "inside", "panel", "company", "span", "display_name", "keyboard"],
+)  # fmt: skip
+def test_short_words_match_only_as_whole_words(key: str) -> None:
+    assert not Scrubber().is_sensitive_key(key)
+
+
+def test_a_custom_key_regexp_is_case_insensitive() -> None:
+    scrubber = Scrubber(key_regexp=r"internal_ref")
+    assert scrubber.is_sensitive_key("Internal_Ref") and scrubber.is_sensitive_key("INTERNAL_REF")
+    assert scrubber.is_sensitive_key("internalRef")  # camelCase is split before matching
+    assert not scrubber.is_sensitive_key("password")  # it replaces the built-in rule
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ('{"password":"hunter2"}', "hunter2"),
+        ("{'secret_key': 'hunter2'}", "hunter2"),
+        ("Creds(user='a', api_key='hunter2')", "hunter2"),
+        ("Cookie: sid=hunter2; theme=dark\r\n", "hunter2"),
+        ("X-Auth-Key: hunter2\r\n", "hunter2"),
+        ("Authorization: Digest username=a, response=hunter2", "hunter2"),
+        ("PIN = hunter2", "hunter2"),
+        ("next=/login?password=hunter2", "hunter2"),
+        ("postgres://app:hunter2@db:5432/x", "hunter2"),
+        ("token sk-" + "a1B2" * 10, "a1B2a1B2a1B2"),
+        ("xoxb-1234567890-abcdefghij", "abcdefghij"),
+    ],
+)
+def test_secrets_inside_text_shapes(text: str, secret: str) -> None:
+    assert secret not in Scrubber().scrub_text(text)
+
+
+def test_secrets_in_query_parameter_names() -> None:
+    scrubber = Scrubber()
+    for query in ("password%3Dhunter2", "q=1&password%3Dhunter2=", "a%3Dpassword%3Dhunter2"):
+        scrubbed = scrubber.scrub_query(query)
+        assert "hunter2" not in scrubbed and "hunter2" not in urllib.parse.unquote_plus(scrubbed), query
+    assert scrubber.scrub_target("/p?password%3Dhunter2&q=1").endswith("&q=1")
+
+
+def test_keys_are_data_too() -> None:
+    assert Scrubber().scrub_mapping({f"note {PAN}": 1, "ok": 2}) == {f"note {MASK}": 1, "ok": 2}
+
+
+def test_a_value_over_the_budget_is_redacted_whole() -> None:
+    from sqreen_otel._scrub import MAX_SCRUBBED_CHARS
+
+    assert Scrubber().scrub_text("a" * (MAX_SCRUBBED_CHARS + 1)) == MASK
+    assert sqreen_otel.stats()["values_redacted_oversized"] == 1
+    assert Scrubber().scrub_text("a" * MAX_SCRUBBED_CHARS) == "a" * MAX_SCRUBBED_CHARS

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import string
 import tempfile
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
+from werkzeug.datastructures import Headers, ImmutableMultiDict, MultiDict
 
 import sqreen_otel
 from sqreen_otel import ScrubbingSpanExporter
@@ -27,7 +30,8 @@ from sqreen_otel.exporters import ConsoleEventExporter, LocalStoreExporter, Sqre
 SECRETS = st.text(string.ascii_letters + string.digits, min_size=16, max_size=24)
 SENSITIVE_KEYS = st.sampled_from(
     ["password", "user_password", "Passwd", "secret", "client_secret", "api_key", "apiKey", "access_token",
-     "token", "Authorization", "cookie", "session_id", "credentials", "private_key", "jwt"]
+     "token", "Authorization", "cookie", "session_id", "credentials", "private_key", "jwt", "pass", "auth",
+     "access_key", "X-Auth-Key", "pin", "cvv", "otp", "ssn", "card_number", "cardNumber"]
 )  # fmt: skip
 HOLDERS = st.sampled_from(["note", "comment", "message", "detail", "query"])
 
@@ -47,6 +51,7 @@ def plantings(draw: st.DrawFn) -> dict[str, Any]:
     secret = draw(SECRETS)
     key = draw(SENSITIVE_KEYS)
     card = luhn_card(draw(st.text("0123456789", min_size=15, max_size=15)), draw(st.integers(0, 2)))
+    around = draw(st.sampled_from(["{} 12/25", "{} 12/25 123", "{} 123", "42 {}", "No 7 {} exp 1225", "{}"]))
     in_text = draw(
         st.sampled_from(
             [
@@ -57,13 +62,27 @@ def plantings(draw: st.DrawFn) -> dict[str, Any]:
             ]
         )
     )
-    return {"secret": secret, "key": key, "card": card, "in_text": in_text, "holder": draw(HOLDERS)}
+    return {
+        "secret": secret,
+        "key": key,
+        "card": card,
+        "card_in_text": around.format(card),
+        "in_text": in_text,
+        "holder": draw(HOLDERS),
+    }
+
+
+@dataclasses.dataclass
+class Credentials:
+    user: str
+    secret_value: str
 
 
 def plant(otel: Otel, p: dict[str, Any]) -> None:
     secret, key = p["secret"], p["key"]
+    digits = p["card"].replace(" ", "").replace("-", "")
     attributes = {
-        "url.query": f"q=1&{key}={secret}&sig={secret}",
+        "url.query": f"q=1&{key}={secret}&sig={secret}&{urllib.parse.quote(key)}%3D{secret}",
         "http.target": f"/reset?password={secret}",
         "url.full": f"https://ann:{secret}@shop.example/p?api_key={secret}",
         "http.request.header.authorization": (f"Bearer {secret}",),
@@ -78,10 +97,23 @@ def plant(otel: Otel, p: dict[str, Any]) -> None:
             {
                 "billing": {key: secret},  # nested under an ordinary key
                 key: {"inner": secret, "list": [secret, secret]},  # a whole subtree under a sensitive key
-                p["holder"]: f"paid with {p['card']} ({p['in_text']})",
+                p["holder"]: f"paid with {p['card_in_text']} ({p['in_text']})",
                 "card": p["card"],
+                "card_int": int(digits),
+                "deep": {"a": {"b": {"c": {"d": {key: secret}}}}},  # past the flattening depth
+                "pairs": [("user", "ann"), (key, secret)],  # list(request.form.items())
+                "headers": Headers([("Cookie", f"sid={secret}"), ("X-Auth-Key", secret), (key, secret)]),
+                "form": MultiDict([("user", "ann"), (key, secret), (key, secret)]),
+                "frozen": ImmutableMultiDict([(key, secret)]),
+                f"note {key}={secret}": 1,  # a secret in a key
+                "object": Credentials("ann", secret),
+                "repr": repr(Credentials("ann", secret)).replace("secret_value", key),
             }
         ).with_user_identifiers({"uid": "u1", key: secret})
+        sqreen_otel.track(
+            "form.submitted", properties=list(MultiDict([("user", "ann"), (key, secret)]).items())
+        )
+        sqreen_otel.track("headers.seen", properties=Headers([("Cookie", f"sid={secret}"), (key, secret)]))
         sqreen_otel.track(
             "login", properties={"attempt": 2, "detail": p["in_text"]}, user_identifiers={key: secret}
         )
@@ -141,4 +173,20 @@ def test_no_planted_secret_reaches_any_exporter(p: dict[str, Any]) -> None:
         assert p["secret"].encode() not in data, name
         assert p["card"].encode() not in data, name
         assert digits.encode() not in data, name
-        assert b"checkout" in data, name  # the events themselves are shipped
+        assert b"checkout" in data and b"form.submitted" in data and b"headers.seen" in data, name
+
+
+def test_a_custom_key_regexp_matches_whatever_the_case(tmp_path: Path) -> None:
+    with make_otel(strip_sensitive_key_regexp="internal_ref") as otel:
+        with otel.tracer.start_as_current_span("POST /x", kind=SpanKind.SERVER):
+            sqreen_otel.track("x", properties={"Internal_REF": "S3cretValue42", "ok": 1})
+        raw = otel.app_spans()
+        scrubber = Scrubber.from_config(sqreen_otel.current_config())
+    http, local = CapturingHttpExporter(), LocalStoreExporter(str(tmp_path / "e.db"))
+    for exporter in (http, local):
+        ScrubbingSpanExporter(exporter, scrubber).export(raw)
+    local.shutdown()
+    files = b"".join(path.read_bytes() for path in tmp_path.glob("e.db*"))
+    for data in (b"".join(http.sent), files):
+        assert b"S3cretValue42" not in data
+        assert b'"ok":1' in data
