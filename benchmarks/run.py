@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
@@ -262,11 +263,43 @@ def bench_export(rounds: int, spans_per_batch: int = 200) -> list[str]:
     ]
 
 
+def bench_scrub_worst_case(rounds: int) -> list[str]:
+    """(f) each rule's worst hostile value vs ordinary text of the same length (fresh scrubbers)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from scrub_corpus import BENIGN, HOSTILE, SIZE, sized
+
+    from sqreen_otel._scrub import Scrubber
+
+    def timed(text: str) -> Callable[[], float]:
+        def run() -> float:
+            scrubber = Scrubber()  # no cache: each value is scrubbed as if new
+            start = time.perf_counter()
+            scrubber.scrub_text(text)
+            return time.perf_counter() - start
+
+        return run
+
+    benign = sized(BENIGN, SIZE)
+    results = {
+        name: side_by_side(timed(sized(value, SIZE)), timed(benign), rounds)
+        for name, value in HOSTILE.items()
+    }
+    worst = max(results, key=lambda name: results[name][0])
+    ratio, hostile_us, benign_us = results[worst]
+    lines = [
+        f"(f) scrubbing a {SIZE:,}-character value: each rule's worst case vs ordinary text, same length",
+        f"    worst: {worst!r} {ratio:.2f}x  [{hostile_us:.0f} us vs {benign_us:.0f} us, median]",
+    ]
+    lines += [
+        f"    {name}: {r:.2f}x" for name, (r, _, _) in sorted(results.items(), key=lambda item: -item[1][0])
+    ]
+    return lines
+
+
 def bench_memory() -> list[str]:
     """(e) peak RSS with a full default queue, and RSS under 10x overload (a process of its own)."""
     import json
     import subprocess
-    from pathlib import Path
 
     script = Path(__file__).with_name("memory.py")
     completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
@@ -290,7 +323,7 @@ def main(argv: list[str]) -> int:
     results = bench_track_event(rounds) + bench_requests(rounds)
     for result in results:
         print(result.line())
-    for line in bench_export(rounds) + bench_memory():
+    for line in bench_export(rounds) + bench_scrub_worst_case(rounds) + bench_memory():
         print(line)
     return 0
 
