@@ -308,9 +308,19 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _tolerant(stream: TextIO) -> None:
+    """Never fail on a terminal that cannot show a character (``PYTHONIOENCODING=ascii``)."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    _tolerant(sys.stderr)
     arguments = build_parser().parse_args(argv)
-    out = out or sys.stdout
+    if out is None:
+        out = sys.stdout
+        _tolerant(out)
     store = arguments.store or current_config().local_store
     try:
         mode = os.stat(store).st_mode

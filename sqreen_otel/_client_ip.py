@@ -241,6 +241,7 @@ def _sqreen_mode(
 class _Walk(NamedTuple):
     client: IPAddress | None  # the right-most untrusted hop
     nearest_trusted: IPAddress  # the last trusted hop reached (the peer if none)
+    unknown: bool = False  # stopped on a hop that is not an address (``for=unknown``, obfuscated)
 
 
 def _walk(header: str, raw: str, trusted: tuple[IPNetwork, ...], peer: IPAddress) -> _Walk:
@@ -250,7 +251,7 @@ def _walk(header: str, raw: str, trusted: tuple[IPNetwork, ...], peer: IPAddress
         token = _token(header, element)
         address = parse_address(token) if token is not None else None
         if address is None:
-            break  # unparseable hop: nothing to its left can be trusted
+            return _Walk(None, nearest, unknown=True)  # nothing to its left can be trusted
         if not in_networks(address, trusted):
             return _Walk(address, nearest)
         nearest = address
@@ -270,7 +271,10 @@ def _trusted_mode(
         if (raw := _header(environ, header)) is not None
     ]
     clients = {walk.client for _, walk in walks if walk.client is not None}
-    if len(clients) > 1:
+    # A header that names an unknown client (RFC 7239 ``for=unknown``, an obfuscated or garbled
+    # hop) disagrees with one that names an address: either could be the client's own.
+    unknown = any(walk.unknown for _, walk in walks)
+    if len(clients) > 1 or (clients and unknown and policy.ip_header is None):
         return ClientIP(peer_text, AMBIGUOUS, peer_text, tuple(sorted(str(c) for c in clients)))
     for header, walk in walks:
         if walk.client is not None:

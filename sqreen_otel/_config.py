@@ -64,7 +64,7 @@ def default_local_store() -> str:
 
 
 _TRUE = frozenset({"1", "true", "yes", "y", "on"})
-_FALSE = frozenset({"0", "false", "no", "n", "off", ""})
+_FALSE = frozenset({"0", "false", "no", "n", "off"})
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -126,6 +126,7 @@ class _Setting(Generic[T]):
     parse: Callable[[Any], T]  # takes the environment's str, or an argument of ``argument_types``
     argument_types: tuple[type, ...]
     fail_closed: _FailClosed | None = None  # a security setting: never fall back to a weaker default
+    empty_disables: bool = False  # an empty variable turns the rule off (Sqreen's); else it means unset
 
 
 def _parse_bool(value: Any) -> bool:
@@ -137,7 +138,7 @@ def _parse_bool(value: Any) -> bool:
             return True
         if lowered in _FALSE:
             return False
-        raise ValueError(f"expected one of {sorted(_TRUE | _FALSE - {''})}, got {value!r}")
+        raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}, got {value!r}")
     raise TypeError(f"expected a bool, got {type(value).__name__}")
 
 
@@ -327,13 +328,20 @@ _SETTINGS: tuple[_Setting[Any], ...] = (
         (bool,),
         _FailClosed({}, "scrubbing stays on"),
     ),
-    _Setting("strip_sensitive_keys", "SQREEN_STRIP_SENSITIVE_KEYS", _parse_key_list, (str, list, tuple)),
+    _Setting(
+        "strip_sensitive_keys",
+        "SQREEN_STRIP_SENSITIVE_KEYS",
+        _parse_key_list,
+        (str, list, tuple),
+        empty_disables=True,
+    ),
     _Setting(
         "strip_sensitive_key_regexp",
         "SQREEN_STRIP_SENSITIVE_KEY_REGEXP",
         _parse_regexp,
         (str, _NONE),
         _BUILTIN_RULE,
+        empty_disables=True,
     ),
     _Setting(
         "strip_sensitive_value_regexp",
@@ -341,6 +349,7 @@ _SETTINGS: tuple[_Setting[Any], ...] = (
         _parse_regexp,
         (str, _NONE),
         _BUILTIN_RULE,
+        empty_disables=True,
     ),
     _Setting(
         "user_id_hmac_key",
@@ -395,8 +404,10 @@ def build_config(overrides: Mapping[str, Any], environ: Mapping[str, str] | None
                 raise type(exc)(f"configure({setting.field}=...): {exc}") from None
             continue
         raw = env.get(setting.env)
-        if raw is None:
-            continue
+        if raw is None or (not raw.strip() and not setting.empty_disables):
+            continue  # unset, or empty (``VAR=${UNSET}`` in a compose file): the default
+        if not raw.strip():
+            logger.warning("%s is empty: that scrubbing rule is off.", setting.env)
         try:
             values[setting.field] = setting.parse(raw)
         except (TypeError, ValueError) as exc:

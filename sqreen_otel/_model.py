@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from sqreen_otel import _schema
 from sqreen_otel._config import current_config
 from sqreen_otel._events import LiveEvent
+from sqreen_otel._normalize import clean_str
 from sqreen_otel._outcome import ExportOutcome
 from sqreen_otel._request_context import REQUEST_CONTEXT_KEYS, RequestContext, request_context
 from sqreen_otel._scrub import Scrubber
@@ -61,7 +62,13 @@ def _span_events(span: ReadableSpan, scrubber: Scrubber) -> Iterator[SecurityEve
     if not events:
         return
     raw_request = {key: value for key, value in span_attributes(span).items() if key in REQUEST_CONTEXT_KEYS}
-    context = request_context(scrubber.scrub_attributes(raw_request))
+    scrubbed_request = scrubber.scrub_attributes(raw_request)
+    context = request_context(
+        {
+            key: clean_str(value, len(value)) if isinstance(value, str) else value
+            for key, value in scrubbed_request.items()
+        }
+    )  # attributes the instrumentation set may hold lone surrogates: no exporter could encode them
     trace_id = f"{span.context.trace_id:032x}" if span.context else "0" * 32
     span_id = f"{span.context.span_id:016x}" if span.context else "0" * 16
     for event, raw in events:

@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
+from sqreen_otel import _schema
 from sqreen_otel._config import (
     MAX_FLATTENED_PROPERTIES,
     MAX_KEY_LENGTH,
@@ -78,6 +79,8 @@ def check_mapping(value: object, argument: str, where: str) -> Mapping[Any, Any]
     """
     if value is None or type(value) is dict:
         return value
+    if isinstance(value, list | tuple) and not value:
+        return {}  # no pairs: list(request.form.items()) of an empty form
     mapping = as_mapping(value)
     if mapping is not None:
         return mapping
@@ -85,17 +88,21 @@ def check_mapping(value: object, argument: str, where: str) -> Mapping[Any, Any]
 
 
 def _is_pair(item: object) -> bool:
-    return isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str)
+    return isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str | bytes)
 
 
 def _collect(pairs: Iterable[Any]) -> dict[Any, Any] | None:
-    """A dict from (key, value) pairs, a repeated key's values gathered in a list; None if not pairs."""
+    """A dict from (key, value) pairs, a repeated key's values gathered in a list; None if not pairs.
+
+    Byte-string keys (ASGI headers) are decoded as UTF-8 with replacement."""
     result: dict[Any, Any] = {}
     repeated: set[Any] = set()
     for item in pairs:
         if not _is_pair(item):
             return None
         key, value = item
+        if isinstance(key, bytes):
+            key = key.decode("utf-8", "replace")
         if key in result:
             if key not in repeated:
                 result[key] = [result[key]]
@@ -168,7 +175,7 @@ def _key_str(key: object) -> str | None:
         text = str(key)
     else:
         text = _safe_str(key)
-    text = clean_str(text, MAX_KEY_LENGTH)
+    text = clean_str(text, MAX_VALUE_LENGTH)  # cut to MAX_KEY_LENGTH where stored (value redacted)
     return text or None
 
 
@@ -306,7 +313,10 @@ class _Flattener:
 
     def _put(self, key: str, value: AttributeValue) -> None:
         if len(key) > MAX_KEY_LENGTH:
+            # The cut may remove what makes the key sensitive (``<long parent>.password``): the
+            # value is not kept under a key the scrubber could no longer judge.
             key = key[:MAX_KEY_LENGTH]
+            value = _schema.REDACTED
             self.truncated = True
         if key in self.out:
             self.dropped += 1
@@ -382,7 +392,7 @@ def normalize_properties(
     if flattener.truncated:
         warn_once(
             ("truncated", event_name),
-            "Event %r: over-long property keys or lists were truncated.",
+            "Event %r: over-long property keys (their values redacted) or lists were truncated.",
             event_name,
         )
     return flattener.out, dropped + flattener.dropped
@@ -404,6 +414,9 @@ def normalize_identifiers(identifiers: Mapping[Any, Any] | None, event_name: str
         items = items[:MAX_USER_IDENTIFIERS]
     result: dict[str, Scalar] = {}
     for key, value in items:
+        if len(key) > MAX_KEY_LENGTH:
+            result[key[:MAX_KEY_LENGTH]] = _schema.REDACTED  # see _Flattener._put
+            continue
         scalar = _scalar(value)
         result[key] = scalar if scalar is not None else clean_str(_safe_str(value), MAX_VALUE_LENGTH)
     return result

@@ -32,6 +32,9 @@ USER_HASH: Final = "user.hash"
 CLIENT_ADDRESS: Final = "client.address"
 NETWORK_PEER_ADDRESS: Final = "network.peer.address"
 
+# What a redacted value becomes (scrubbing), and a value whose key had to be truncated.
+REDACTED: Final = "<Redacted by Sqreen>"
+
 IDENTIFY_EVENT_NAME: Final = "sq.identify"
 LOGIN_SUCCESS_EVENT: Final = "users.login.success"
 LOGIN_FAILURE_EVENT: Final = "users.login.failure"

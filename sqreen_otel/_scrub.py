@@ -25,6 +25,7 @@ tuple of strings for an array.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 import re
@@ -38,7 +39,7 @@ from sqreen_otel._pseudonym import pseudonym
 from sqreen_otel._sdk_bridge import readable
 from sqreen_otel._stats import stats
 
-MASK = "<Redacted by Sqreen>"
+MASK = _schema.REDACTED
 URL_MASK = urllib.parse.quote(MASK)
 MAX_SCRUBBED_CHARS = 16384  # the per-value budget: longer values are redacted whole
 
@@ -47,11 +48,12 @@ MAX_SCRUBBED_CHARS = 16384  # the per-value budget: longer values are redacted w
 # plus payment and one-time secrets; short words only as whole words (see docs/scrubbing.md).
 DEFAULT_KEY_REGEXP = (
     r"passw(?:or)?d|pass_?phrase|passcode|pwd|secret|authori[sz]ation|authentication|"
-    r"(?:api|access|auth|private|public|secret|signing|client|consumer|app|master|encryption|session)_?key|"
-    r"token|bearer|jwt|cookie|credential|csrf|xsrf|signature|signed|"
-    r"sess(?:ion)?_?id|phpsessid|jsessionid|connect\.sid|asp\.net_?sessionid|symfony|"
-    r"card_?(?:number|num|no)|credit_?card|cvv|cvc|security_?code|social_?security|"
-    r"(?:^|[^a-z0-9])(?:pass\d*|pw|auth|pin|otp|totp|hotp|mfa_?code|ssn|sid|session|pan)(?:$|[^a-z0-9])"
+    r"(?:api|access|auth|private|public|secret|signing|client|consumer|app|master|encryption|session|ssh)_?key|"
+    r"token|bearer|jwt|cookie|credential|csrf|xsrf|signature|signed|verifier|"
+    r"sess(?:ion)?_?id|phpsessid|jsessionid|connect_sid|asp_net_?sessionid|symfony|"
+    r"card_?(?:number|num|no|code)|credit_?card|cvv|cvc|security_?code|social_?security|"
+    r"(?:^|[^a-z0-9])(?:pass\d*|pw|auth|pin\d*|pin_?code|otp|totp|hotp|mfa_?code|ssn|sid|session|pan"
+    r"|cc_?(?:number|num|no))(?:$|[^a-z0-9])"
 )
 
 # Query parameters the semantic conventions redact (case-sensitive), value only.
@@ -85,8 +87,10 @@ _BUILTIN_VALUE_PATTERNS = {
         r"|sk-(?:proj-|ant-[a-z0-9]{2,8}-)?[A-Za-z0-9_-]{32,255}|AIza[\w-]{35}|npm_[A-Za-z0-9]{36}"
         r"|(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})(?![\w-])"
     ),
-    "url_credentials": r"(?<=://)[^/\s:@]{1,256}:[^/\s@]{1,256}(?=@)",
-    "pair": r"(?<=[\w.\-\"'])[\"']?[ \t]{0,16}(?P<pair_sep>[=:])[ \t]{0,16}",
+    "url_credentials": r"(?<=://)[^/\s:@]{0,256}:[^/\s@]{1,256}(?=@)",
+    "pair": r"(?<=[\w.\-\]\"'])[\"']?[ \t]{0,16}(?P<pair_sep>=>|[=:])[ \t]{0,16}",
+    # ('key', 'value') in a repr of pairs (MultiDict, Headers, dict.items(), a list of tuples)
+    "pair_tuple": r"(?<=[\"'])[ \t]{0,16},[ \t]{0,16}(?=[bBuU]?[\"'])",
 }
 _TOKEN_PREFIXES = re.compile(
     r"gh[oprsu]_|github_pat_|glpat-|xox|[sr]k_|sk-|AIza|npm_|A3T|AKIA|ASIA|ABIA|ACCA"
@@ -108,6 +112,8 @@ def _may_match(kind: str, text: str) -> bool:
         return _TOKEN_PREFIXES.search(text) is not None
     if kind == "url_credentials":
         return "://" in text
+    if kind == "pair_tuple":
+        return "(" in text or "[" in text
     return "=" in text or ":" in text  # pair
 
 
@@ -121,26 +127,41 @@ def _value_regex(kinds: tuple[str, ...]) -> re.Pattern[str]:
 # ``"key": value`` at the next member, a header or log ``Key: value`` at the end of the line.
 _PAIR_VALUE_END = {
     "=": re.compile(r"[\s&;,)}\]\"']"),
+    "=>": re.compile(r"[\s&;,)}\]\"']"),
     '":': re.compile(r"[\r\n,}\]]"),
     ":": re.compile(r"[\r\n]"),
+    ",": re.compile(r"[)\],]"),
 }
 _MAX_PAIR_VALUE = 4096
 _MAX_KEY_CHARS = 128
 
 
-_KEY_BACKWARDS = re.compile(rf"[\"']?([\w.-]{{1,{_MAX_KEY_CHARS}}})")
+# Keys read backwards from their separator: a quoted one to its opening quote (spaces and all:
+# ``"Security Code"``), else a run of key characters (``user[password]``, ``api.key``).
+_QUOTED_KEY_BACKWARDS = re.compile(rf"([\"'])([^\"'\r\n]{{1,{_MAX_KEY_CHARS}}})\1")
+_KEY_BACKWARDS = re.compile(rf"[\w.\-\[\]]{{1,{_MAX_KEY_CHARS}}}")
+_TUPLE_OPENING = re.compile(r"[bBuU]?[ \t]{0,16}[(\[]")
 
 
-def _key_before(backwards: str, end: int) -> str | None:
-    """The ``key`` of a ``key=value`` pair whose separator (or closing quote) is at ``end``.
+def _key_before(backwards: str, end: int, *, tuple_only: bool = False) -> str | None:
+    """The ``key`` of a pair whose separator (or the key's closing quote) is at ``end``;
+    ``tuple_only``: only a quoted key opening a ``(key, value)`` tuple.
 
-    ``backwards`` is the text reversed, so the key is read with one anchored match (C speed).
+    ``backwards`` is the text reversed, so the key is read with anchored matches (C speed).
     """
-    match = _KEY_BACKWARDS.match(backwards, len(backwards) - end)
+    at = len(backwards) - end
+    quoted = _QUOTED_KEY_BACKWARDS.match(backwards, at)
+    if quoted is not None:
+        if tuple_only and _TUPLE_OPENING.match(backwards, quoted.end()) is None:
+            return None
+        return quoted.group(2)[::-1]
+    if tuple_only:
+        return None
+    match = _KEY_BACKWARDS.match(backwards, at)
     if match is None:
         return None
-    key = match.group(1)[::-1]
-    return key if key[0].isalpha() or key[0] == "_" else None
+    key = match.group()[::-1].lstrip("-.")  # a command-line flag: --password=...
+    return key if key and (key[0].isalpha() or key[0] == "_") else None
 
 
 _CARD_IIN_FIRST_DIGITS = frozenset("23456")  # the major card networks' ranges
@@ -153,7 +174,9 @@ _CACHED_TEXT_LENGTH = 256  # longer texts are rarely repeated: not worth a cache
 _URL_KEYS = frozenset({"url.full", "http.url"})
 _TARGET_KEYS = frozenset({"http.target"})
 _QUERY_KEYS = frozenset({"url.query"})
-_URL_LIKE_KEYS = _URL_KEYS | _TARGET_KEYS | _QUERY_KEYS
+_PATH_KEYS = frozenset({"url.path"})
+_URL_LIKE_KEYS = _URL_KEYS | _TARGET_KEYS | _QUERY_KEYS | _PATH_KEYS
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _DATA_PREFIXES = (
     _schema.PROPERTIES_PREFIX,
     _schema.USER_PREFIX,
@@ -164,11 +187,12 @@ _DATA_PREFIXES = (
 _SEMCONV_USER_KEYS = ("user.id", "user.email", "user.name", "user.full_name")
 _USER_DATA_PREFIXES = (_schema.USER_PREFIX, _schema.TRAITS_PREFIX)
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_SEPARATORS = re.compile(r"[\s-]+")
+_SEPARATORS = re.compile(r"[\s.\-\[\]]+")
 
 
 def normalize_key(key: str) -> str:
-    """``XAuthKey`` -> ``x_auth_key``; ``Set-Cookie`` -> ``set_cookie``: what the key rule matches."""
+    """``XAuthKey`` -> ``x_auth_key``; ``Set-Cookie`` -> ``set_cookie``; ``api.key``,
+    ``user[password]`` -> ``api_key``, ``user_password_``: what the key rule matches."""
     return _SEPARATORS.sub("_", _CAMEL.sub("_", key)).lower()
 
 
@@ -209,17 +233,16 @@ def card_spans(run: str) -> list[tuple[int, int]] | None:
         luhn[1].append(luhn[1][-1] + (doubled if index % 2 else value))
     offsets = [offset + i for offset, group in groups for i in range(len(group))]
     windows: list[tuple[int, int]] = []  # (first digit, digit after the last)
+    bounds: list[tuple[int, int]] = []
     start = 0
-    bounds = []
     for _, group in groups:
         bounds.append((start, start + len(group)))
         start += len(group)
-    for first, (group_start, _) in enumerate(bounds):  # (1) whole groups
-        for _, group_end in bounds[first:]:
-            if group_end - group_start > 19:
-                break
-            if group_end - group_start >= 13:
-                windows.append((group_start, group_end))
+    ends = [end for _, end in bounds]
+    for first, (group_start, _) in enumerate(bounds):  # (1) whole groups: ends 13 to 19 digits on
+        low = bisect.bisect_left(ends, group_start + 13, first)
+        high = bisect.bisect_right(ends, group_start + 19, low)
+        windows.extend((group_start, end) for end in ends[low:high])
     for group_start, group_end in bounds:  # (2) inside a group
         size = group_end - group_start
         if str(values[group_start]) in _CARD_IIN_FIRST_DIGITS:
@@ -350,19 +373,20 @@ class Scrubber:
         position = 0  # text[:position] is in ``out``
         resume = 0  # where the next search starts
         search = _value_regex(kinds).search
-        backwards = text[::-1] if "pair" in kinds else ""
+        backwards = text[::-1] if "pair" in kinds or "pair_tuple" in kinds else ""
         while True:
             match = search(text, resume)
             if match is None:
                 break
             kind = match.lastgroup
             start, end = match.span()
-            if kind == "pair":
-                key = _key_before(backwards, start)
-                if key is None or not self.is_sensitive_key(key):
+            if kind in {"pair", "pair_tuple"}:
+                key_end = start + 1 if text[start] in "\"'" else start  # after a key's closing quote
+                key = _key_before(backwards, key_end, tuple_only=kind == "pair_tuple")
+                if key is None or not (key in SIGNATURE_PARAMETERS or self.is_sensitive_key(key)):
                     resume = end
                     continue
-                separator = match.group("pair_sep")
+                separator = "," if kind == "pair_tuple" else match.group("pair_sep")
                 if separator == ":" and text[start] in "\"'":
                     separator = '":'  # a quoted key: JSON or a repr, members end at commas
                 value_end = _pair_value_end(text, end, separator)
@@ -452,9 +476,18 @@ class Scrubber:
             parts.append(f"{name}{sep}{value}")
         return "&".join(parts)
 
+    def scrub_path(self, path: str) -> str:
+        """A URL path, scrubbed after percent-decoding (``/pay/4111%201111...``); its original
+        encoding is kept when nothing was redacted."""
+        if "%" not in path:
+            return self.scrub_text(path)
+        decoded = urllib.parse.unquote(path)
+        scrubbed = self.scrub_text(decoded)
+        return path if scrubbed == decoded else urllib.parse.quote(scrubbed, safe=_PATH_SAFE)
+
     def scrub_target(self, target: str) -> str:
         path, sep, query = target.partition("?")
-        return self.scrub_text(path) + (sep + self.scrub_query(query) if sep else "")
+        return self.scrub_path(path) + (sep + self.scrub_query(query) if sep else "")
 
     def scrub_url(self, url: str) -> str:
         try:
@@ -468,7 +501,7 @@ class Scrubber:
             (
                 parts.scheme,
                 netloc,
-                self.scrub_text(parts.path),
+                self.scrub_path(parts.path),
                 self.scrub_query(parts.query) if parts.query else "",
                 self.scrub_text(parts.fragment),
             )
@@ -545,16 +578,60 @@ class Scrubber:
             return URL_MASK
         if key in _QUERY_KEYS:
             return self.scrub_query(value)
+        if key in _PATH_KEYS:
+            return self.scrub_path(value)
         if key in _TARGET_KEYS:
             return self.scrub_target(value)
         return self.scrub_url(value)
 
 
 def _pair_value_end(text: str, start: int, separator: str) -> int:
-    """Where the value of a sensitive ``key=value`` / ``key: value`` pair starting at ``start`` ends."""
+    """Where the value of a sensitive pair starting at ``start`` ends.
+
+    A quoted value (``'x'``, ``"x"``, ``b'x'``, escapes honoured) ends at its closing quote; a
+    JSON array or object at its matching bracket; otherwise the value of ``key=value`` ends at
+    the usual delimiters, that of a JSON member at the next member, that of a header or log
+    line ``Key: value`` at the end of the line (or, when that line is empty, at the end of the
+    next, indented one: YAML). Bounded by ``_MAX_PAIR_VALUE`` characters; linear.
+    """
     limit = min(len(text), start + _MAX_PAIR_VALUE)
-    if start < limit and text[start] in "\"'":
-        closing = text.find(text[start], start + 1, limit)
-        return limit if closing < 0 else closing + 1
-    stop = _PAIR_VALUE_END[separator].search(text, start, limit)
+    at = start
+    if at + 1 < limit and text[at] in "bBuUrR" and text[at + 1] in "\"'":
+        at += 1  # a bytes/unicode/raw literal in a repr
+    if at < limit and text[at] in "\"'":
+        closing = _QUOTED_END[text[at]].match(text, at + 1, limit)
+        return limit if closing is None else closing.end()
+    if at < limit and text[at] in "[{" and separator != "=":
+        return _bracket_end(text, at, limit)
+    if separator == ":" and at < limit and text[at] in "\r\n":
+        line = _NEXT_INDENTED_LINE.match(text, at, limit)
+        if line is not None:
+            return line.end()
+    stop = _PAIR_VALUE_END[separator].search(text, at, limit)
     return limit if stop is None else stop.start()
+
+
+_QUOTED_END = {quote: re.compile(rf"(?:[^{quote}\\]|\\.)*{quote}", re.DOTALL) for quote in "\"'"}
+_NEXT_INDENTED_LINE = re.compile(r"\r?\n[ \t]+[^\r\n]*")
+_BRACKET_OR_QUOTE = re.compile(r"[\[\]{}\"']")
+
+
+def _bracket_end(text: str, at: int, limit: int) -> int:
+    """The end of the JSON-like array or object opening at ``at`` (strings skipped), or ``limit``."""
+    depth = 0
+    position = at
+    while True:
+        special = _BRACKET_OR_QUOTE.search(text, position, limit)
+        if special is None:
+            return limit
+        char = special.group()
+        if char in "\"'":
+            closing = _QUOTED_END[char].match(text, special.end(), limit)
+            if closing is None:
+                return limit
+            position = closing.end()
+            continue
+        depth += 1 if char in "[{" else -1
+        position = special.end()
+        if depth <= 0:
+            return position

@@ -7,8 +7,10 @@ it in front of its own exporters too: the app's traces carry the same request at
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util import BoundedList
@@ -24,16 +26,24 @@ from sqreen_otel._sdk_bridge import attributes_copy, span_attributes
 __all__ = ["ScrubbingSpanExporter"]
 
 
-def scrub_span(scrubber: Scrubber, span: ReadableSpan) -> ReadableSpan:
-    """A scrubbed copy of ``span`` (the original, shared with other processors, is untouched)."""
+def scrub_span(
+    scrubber: Scrubber, span: ReadableSpan, *, ours: bool = False, resource: Resource | None = None
+) -> ReadableSpan:
+    """A scrubbed copy of ``span`` (the original, shared with other processors, is untouched).
+
+    ``ours``: the copy is for our own exporter, so our events carry what our exporters ship
+    (user identifiers kept off host spans included); otherwise exactly what is on the span.
+    ``resource``: the span's resource, already scrubbed.
+    """
     text = scrubber.scrub_text
+    attributes_of = event_attributes if ours else _host_attributes
     events = BoundedList.from_seq(
         None,
         [
             Event(
                 text(event.name),
                 attributes_copy(
-                    scrubber.scrub_attributes(event_attributes(event)),
+                    scrubber.scrub_attributes(attributes_of(event)),
                     getattr(event, "dropped_attributes", 0),
                 ),
                 event.timestamp,
@@ -60,7 +70,7 @@ def scrub_span(scrubber: Scrubber, span: ReadableSpan) -> ReadableSpan:
         name=text(span.name),
         context=span.context,
         parent=span.parent,
-        resource=span.resource,
+        resource=resource if resource is not None else span.resource,
         attributes=attributes_copy(scrubber.scrub_attributes(span_attributes(span)), span.dropped_attributes),
         events=events,
         links=links,
@@ -72,6 +82,10 @@ def scrub_span(scrubber: Scrubber, span: ReadableSpan) -> ReadableSpan:
     )
 
 
+def _host_attributes(event: Event) -> Mapping[str, Any]:
+    return event.attributes or {}
+
+
 class ScrubbingSpanExporter(SpanExporter):
     """Scrubs copies of the spans (rules: ``SQREEN_STRIP_SENSITIVE_*``), then exports them.
 
@@ -79,14 +93,31 @@ class ScrubbingSpanExporter(SpanExporter):
     of its traces as well. The rules are read from the settings in force when it is created.
     """
 
-    def __init__(self, wrapped: SpanExporter, scrubber: Scrubber | None = None) -> None:
+    def __init__(
+        self, wrapped: SpanExporter, scrubber: Scrubber | None = None, *, ours: bool = False
+    ) -> None:
         self.wrapped = wrapped
         self.scrubber = scrubber if scrubber is not None else Scrubber.from_config(current_config())
+        self._ours = ours  # our own pipeline's (see scrub_span)
+        self._resources: dict[int, tuple[Resource, Resource]] = {}  # id -> (original, scrubbed)
+
+    def _resource(self, resource: Resource) -> Resource:
+        """The resource with its attributes scrubbed (``process.command_args``...), once per resource."""
+        cached = self._resources.get(id(resource))
+        if cached is None or cached[0] is not resource:
+            if len(self._resources) > 64:
+                self._resources.clear()
+            scrubbed = Resource(self.scrubber.scrub_attributes(resource.attributes), resource.schema_url)
+            cached = self._resources[id(resource)] = (resource, scrubbed)
+        return cached[1]
 
     def scrub(self, spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
         if not self.scrubber.active:
             return list(spans)
-        return [scrub_span(self.scrubber, span) for span in spans]
+        return [
+            scrub_span(self.scrubber, span, ours=self._ours, resource=self._resource(span.resource))
+            for span in spans
+        ]
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return self.export_batch(spans).result

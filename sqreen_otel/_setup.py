@@ -116,7 +116,8 @@ def _pipelines(
 
 
 def _scrubbing(factory: Callable[[], SpanExporter], scrubber: Scrubber) -> SpanExporter:
-    return ScrubbingSpanExporter(factory(), scrubber)
+    """Our pipeline's exporter: scrubbed copies with what our exporters ship (``ours``)."""
+    return ScrubbingSpanExporter(factory(), scrubber, ours=True)
 
 
 def install(

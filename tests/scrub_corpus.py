@@ -31,6 +31,10 @@ HOSTILE = {
     "token-long": "ghp_" + "A" * 8000,
     "url-credentials": "://a:" * 1600,
     "digits": "1" * 8000,
+    "card-non-ascii-groups": "\u0664 " * 63 + "\u0664x",
+    "pair-tuples": "('a', 'b'), " * 800,
+    "pair-brackets": '{"password": [' * 500,
+    "pair-escapes": '{"password": "' + "\\x" * 4000,
 }
 
 

@@ -220,6 +220,23 @@ def test_a_client_sent_header_next_to_the_proxys_is_never_believed(
     assert resolve_client_ip(env, trusted(named)).address == PUBLIC
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"forwarded": "for=unknown", "x_forwarded_for": "6.6.6.6"},
+        {"forwarded": "for=_hidden", "x_forwarded_for": "6.6.6.6"},
+        {"x_forwarded_for": "unix:", "forwarded": "for=6.6.6.6"},
+        {"x_real_ip": "garbage", "x_forwarded_for": "6.6.6.6"},
+    ],
+)
+def test_a_header_naming_an_unknown_client_disagrees_with_one_naming_an_address(
+    headers: dict[str, str],
+) -> None:
+    """The proxy may write ``for=unknown`` (RFC 7239): a client's own header must not win then."""
+    result = resolve_client_ip(environ(**headers), trusted())
+    assert (result.address, result.source) == (PROXY, "ambiguous")
+
+
 def test_peer_only_policy_believes_no_header() -> None:
     env = environ(peer=PUBLIC2, x_forwarded_for=PUBLIC, x_real_ip=PUBLIC)
     assert resolve_client_ip(env, ClientIPPolicy(None, ())).address == PUBLIC2

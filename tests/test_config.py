@@ -141,6 +141,13 @@ def test_an_invalid_security_setting_fails_closed_with_an_error_naming_the_varia
         assert value not in record.getMessage()  # a secret is never echoed
 
 
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_variable_means_unset_and_never_turns_scrubbing_off(value: str) -> None:
+    """``SQREEN_STRIP_SENSITIVE_DATA=${UNSET}`` in a compose file keeps scrubbing on."""
+    config = build_config({}, environ={"SQREEN_STRIP_SENSITIVE_DATA": value, "SQREEN_DISABLE": value})
+    assert config.strip_sensitive_data and not config.disable
+
+
 def test_an_invalid_trusted_proxy_list_never_falls_back_to_the_forgeable_mode(tmp_path: Path) -> None:
     """SQREEN_TRUSTED_PROXIES with a typo: forwarding headers are ignored, not believed."""
     from sqreen_otel._client_ip import resolve_client_ip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -122,6 +123,19 @@ def test_absurd_arguments_give_one_line_errors(
     assert completed.returncode in (1, 2)
     assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
     assert message in completed.stderr
+
+
+def test_a_terminal_that_cannot_show_a_character_gets_escapes_not_a_traceback(tmp_path: Path) -> None:
+    store = hostile_store(tmp_path)
+    completed = subprocess.run(
+        [str(SCRIPT), "events", "--store", store],
+        capture_output=True,
+        cwd=tmp_path,
+        check=False,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert b"Traceback" not in completed.stderr
 
 
 def test_the_explorer_never_creates_a_store(tmp_path: Path) -> None:

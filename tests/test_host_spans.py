@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 from _support import Otel, make_otel, run_python
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 import sqreen_otel
+from sqreen_otel import ScrubbingSpanExporter
 from sqreen_otel._model import scrubbed_events
 from sqreen_otel._scrub import Scrubber
 
@@ -117,3 +120,15 @@ print(repr([(dict(s.attributes), [dict(e.attributes) for e in s.events]) for s i
     assert "failing closed" in completed.stderr and value not in completed.stderr
     assert EMAIL not in completed.stdout  # host spans
     assert EMAIL.encode() not in b"".join(path.read_bytes() for path in tmp_path.glob("events.db*"))
+
+
+def test_the_recommended_host_wrapper_does_not_bring_hidden_identifiers_back() -> None:
+    """ScrubbingSpanExporter in front of the host's exporter shows what is on the host's span."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    wrapped = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(ScrubbingSpanExporter(wrapped)))
+    sqreen_otel.configure(tracer_provider=provider, exporter="none", user_on_host_spans=False)
+    with provider.get_tracer("t").start_as_current_span("POST /login", kind=SpanKind.SERVER):
+        sqreen_otel.auth_track(False, email=EMAIL)
+    (span,) = wrapped.get_finished_spans()
+    assert EMAIL not in everything(span) and "sqreen.user." not in everything(span)

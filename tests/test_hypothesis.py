@@ -69,7 +69,15 @@ def _valid_name(name: object) -> bool:
 
 
 def _valid_mapping(value: object) -> bool:
-    return value is None or isinstance(value, Mapping)
+    """What the API documents as mapping-like (docs/events.md "Limits and coercions")."""
+    if value is None or isinstance(value, Mapping):
+        return True
+    if isinstance(value, list | tuple):  # a list of (key, value) pairs; empty: no properties
+        return all(
+            isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[0], str | bytes)
+            for item in value
+        )
+    return callable(getattr(value, "items", None)) and not isinstance(value, type)
 
 
 def _check_value(value: Any) -> None:

@@ -26,6 +26,7 @@ from sqreen_otel._normalize import (
     normalize_properties,
     timestamp_ns,
 )
+from sqreen_otel._schema import REDACTED
 
 
 def props(values: MappingLike, limit: int = 16) -> dict[str, object]:
@@ -118,12 +119,17 @@ def test_keys_are_made_strings_and_empty_ones_dropped() -> None:
 
 def test_oversize_names_keys_and_values_are_truncated_at_documented_limits(otel: Otel) -> None:
     with otel.tracer.start_as_current_span("GET /", kind=SpanKind.SERVER):
-        sqreen_otel.track("n" * 1000, properties={"k" * 1000: "v" * 100_000})
-    ((name, attributes),) = events_of(otel.app_spans()[0])
+        sqreen_otel.track("n" * 1000, properties={"k" * 1000: "v", "value": "v" * 100_000})
+        sqreen_otel.track("nested", properties={"a" * 121: {"password": "hunter2"}})
+    (first, nested) = events_of(otel.app_spans()[0])
+    name, attributes = first
     assert name == "n" * MAX_NAME_LENGTH
-    ((key, value),) = [(k, v) for k, v in attributes.items() if k.startswith("sqreen.properties.")]
-    assert key == "sqreen.properties." + "k" * MAX_KEY_LENGTH
-    assert value == "v" * MAX_VALUE_LENGTH
+    assert attributes["sqreen.properties.value"] == "v" * MAX_VALUE_LENGTH
+    # A key cut to the limit may have lost what made it sensitive: its value is not kept.
+    assert attributes["sqreen.properties." + "k" * MAX_KEY_LENGTH] == REDACTED
+    ((key, value),) = [(k, v) for k, v in nested[1].items() if k.startswith("sqreen.properties.")]
+    assert key == "sqreen.properties." + ("a" * 121 + ".password")[:MAX_KEY_LENGTH]
+    assert value == REDACTED
 
 
 def test_flattening_is_bounded_and_counts_what_it_drops() -> None:
@@ -207,6 +213,24 @@ def test_top_level_request_data_is_accepted_by_the_api(otel: Otel) -> None:
     assert by_name["form"]["sqreen.properties.plan"] == "pro"
     assert by_name["headers"]["sqreen.properties.Accept"] == "x"
     assert by_name["users.login.success"]["sqreen.user.uid"] == "u1"
+
+
+def test_empty_request_data_is_an_empty_event(otel: Otel) -> None:
+    from werkzeug.datastructures import MultiDict
+
+    with otel.tracer.start_as_current_span("GET /", kind=SpanKind.SERVER):
+        assert sqreen_otel.track("empty.form", properties=list(MultiDict().items()))
+        assert sqreen_otel.track("empty.tuple", properties=())
+        sqreen_otel.from_context().track_event("empty.builder").with_properties([])
+    assert [name for name, _ in events_of(otel.app_spans()[0])] == [
+        "empty.form",
+        "empty.tuple",
+        "empty.builder",
+    ]
+
+
+def test_asgi_style_byte_pairs_are_read_as_mappings() -> None:
+    assert props({"h": [(b"x-api-key", b"k")]}) == {"h.x-api-key": "k"}
 
 
 def test_non_finite_numbers_become_documented_strings() -> None:

@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 from _support import Otel, events_of, make_otel
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 import sqreen_otel
 from sqreen_otel import ScrubbingSpanExporter
@@ -180,8 +183,6 @@ def test_scrubbing_span_exporter_preserves_dropped_counts() -> None:
 
 
 def test_scrubbing_span_exporter_wraps_any_exporter(otel: Otel) -> None:
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
     inner = InMemorySpanExporter()
     _request_span(otel)
     spans: list[ReadableSpan] = list(otel.app_spans())
@@ -297,3 +298,63 @@ def test_a_value_over_the_budget_is_redacted_whole() -> None:
     assert Scrubber().scrub_text("a" * (MAX_SCRUBBED_CHARS + 1)) == MASK
     assert sqreen_otel.stats()["values_redacted_oversized"] == 1
     assert Scrubber().scrub_text("a" * MAX_SCRUBBED_CHARS) == "a" * MAX_SCRUBBED_CHARS
+
+
+# -- the second review's bypasses -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        (str(ImmutableMultiDict([("user", "ann"), ("password", "hunter2xyz")])), "hunter2xyz"),
+        (repr(Headers([("X-Api-Key", "SECRETKEY123")])), "SECRETKEY123"),
+        (str({"a": 1, "password": "hunter2xyz"}.items()), "hunter2xyz"),
+        (str([(b"x-api-key", b"SECRETKEY123")]), "SECRETKEY123"),
+        ('{"api_keys": ["k1", "SECRETKEY123"]}', "SECRETKEY123"),
+        ('{"secret": {"id": 1, "value": "SECRETKEY123"}}', "SECRETKEY123"),
+        ('{"password": "ab\\"SECRETKEY123"}', "SECRETKEY123"),
+        ('{"Security Code": "987", "secret key": "SECRETKEY123"}', "SECRETKEY123"),
+        ("redis://:SECRETKEY123@cache:6379/0", "SECRETKEY123"),
+        ("user[password]=SECRETKEY123", "SECRETKEY123"),
+        ("password=b'SECRETKEY123'", "SECRETKEY123"),
+        ("{'password' => 'SECRETKEY123'}", "SECRETKEY123"),
+        ("password:\n  SECRETKEY123\nother: 1", "SECRETKEY123"),
+        ("see https://acct.blob.core.windows.net/c/f?sv=1&sig=SECRETKEY123", "SECRETKEY123"),
+    ],
+)
+def test_pairs_in_reprs_json_urls_and_yaml(text: str, secret: str) -> None:
+    assert secret not in Scrubber().scrub_text(text)
+
+
+def test_pairs_that_are_not_secrets_stay() -> None:
+    text = "('plain', 'value'), ('x', 'y') other: 1 {\"name\": \"bob\"}"
+    assert Scrubber().scrub_text(text) == text
+
+
+@pytest.mark.parametrize("key", ["api.key", "user[password]", "pin1", "pincode", "cardCode", "ssh_key",
+                                 "cc_number", "oauth_verifier", "code_verifier"])  # fmt: skip
+def test_more_key_shapes(key: str) -> None:
+    assert Scrubber().is_sensitive_key(key)
+
+
+def test_percent_encoded_paths_are_decoded_for_scrubbing() -> None:
+    scrubber = Scrubber()
+    encoded = "/pay/4111%201111%201111%201111"
+    for scrubbed in (
+        scrubber.scrub_target(encoded + "?x=1"),
+        scrubber.scrub_url("https://shop.example" + encoded),
+        scrubber.scrub_attributes({"url.path": encoded})["url.path"],
+    ):
+        assert "4111" not in urllib.parse.unquote(scrubbed)
+    assert scrubber.scrub_path("/a%20b/c") == "/a%20b/c"  # unchanged paths keep their encoding
+
+
+def test_resource_attributes_are_scrubbed_in_span_copies() -> None:
+    from opentelemetry.sdk.resources import Resource
+
+    inner = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource({"process.command_args": ("app", "--password=hunter2")}))
+    provider.add_span_processor(SimpleSpanProcessor(ScrubbingSpanExporter(inner, Scrubber())))
+    provider.get_tracer("t").start_span("s").end()
+    (span,) = inner.get_finished_spans()
+    assert "hunter2" not in repr(dict(span.resource.attributes))

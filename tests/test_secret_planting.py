@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import json
 import string
 import tempfile
 import urllib.parse
@@ -87,6 +88,7 @@ def plant(otel: Otel, p: dict[str, Any]) -> None:
         "url.full": f"https://ann:{secret}@shop.example/p?api_key={secret}",
         "http.request.header.authorization": (f"Bearer {secret}",),
         "http.request.header.cookie": (f"sid={secret}",),
+        "http.response.header.location": (f"https://cdn.example/f?sig={secret}",),
         "user_agent.original": f"agent {p['in_text']}",
     }
     with otel.tracer.start_as_current_span(
@@ -110,6 +112,20 @@ def plant(otel: Otel, p: dict[str, Any]) -> None:
                 "repr": repr(Credentials("ann", secret)).replace("secret_value", key),
             }
         ).with_user_identifiers({"uid": "u1", key: secret})
+        sqreen_otel.track(  # at most 16 properties an event: the shapes are split over events
+            "shapes",
+            properties={
+                "form_text": str(ImmutableMultiDict([("user", "ann"), (key, secret)])),
+                "headers_text": repr(Headers([(key, secret)])),
+                "json_text": json.dumps({key: [secret, {"nested": secret}], "user": "ann"}),
+                "yaml_text": f"{key}:\n  {secret}\nuser: ann",
+                "dsn": f"redis://:{secret}@cache:6379/0",
+                "sas": f"https://acct.blob.core.windows.net/c/f?sv=1&sig={secret}",
+                "api": {"key": secret},
+                "asgi_headers": [(key.encode(), secret.encode())],
+                "a" * 121: {key: secret},  # its flattened key is cut past the limit
+            },
+        )
         sqreen_otel.track(
             "form.submitted", properties=list(MultiDict([("user", "ann"), (key, secret)]).items())
         )
@@ -166,6 +182,8 @@ def test_no_planted_secret_reaches_any_exporter(p: dict[str, Any]) -> None:
         plant(otel, p)
         raw = otel.app_spans()  # the spans as recorded, secrets included
     assert raw and any(span.events for span in raw)
+    (shapes,) = [event for span in raw for event in span.events if event.name == "shapes"]
+    assert "sqreen.event.dropped_properties" not in (shapes.attributes or {})  # every shape was shipped
     digits = p["card"].replace(" ", "").replace("-", "")
     with tempfile.TemporaryDirectory() as folder:
         produced = outputs(raw, Path(folder) / "events.db")
@@ -173,7 +191,8 @@ def test_no_planted_secret_reaches_any_exporter(p: dict[str, Any]) -> None:
         assert p["secret"].encode() not in data, name
         assert p["card"].encode() not in data, name
         assert digits.encode() not in data, name
-        assert b"checkout" in data and b"form.submitted" in data and b"headers.seen" in data, name
+        for event in (b"checkout", b"shapes", b"form.submitted", b"headers.seen"):
+            assert event in data, name
 
 
 def test_a_custom_key_regexp_matches_whatever_the_case(tmp_path: Path) -> None:
