@@ -5,36 +5,45 @@ to ``sqreen_otel.exporters`` (pyproject ``[tool.setuptools] package-dir``) so th
 claims the generic top-level import name ``exporters`` (an unrelated PyPI package has it),
 while staying one distribution with one version and one test suite.
 
-``SQREEN_EXPORTER`` names: ``local`` (SQLite store, the default), ``otlp`` (OTLP/HTTP to a
-Collector), ``http`` (Sqreen signal JSON to ``SQREEN_INGESTION_URL``), ``console``.
+``SQREEN_EXPORTER`` names: ``local`` (the SQLite store, the default), ``otlp`` (OTLP/HTTP log
+records to a Collector), ``http`` (Sqreen signal JSON to ``SQREEN_INGESTION_URL``),
+``console``. ``local`` is the store itself; ``otlp`` and ``http`` are *remote*: they drain the
+store (their durable queue); ``console`` prints events as they are written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from opentelemetry.sdk.trace.export import SpanExporter
-
 from sqreen_otel._config import Config
+from sqreen_otel._model import EventExporter
 from sqreen_otel.exporters.console import ConsoleEventExporter
 from sqreen_otel.exporters.http import SqreenHttpExporter
 from sqreen_otel.exporters.local import LocalStoreExporter
 
-__all__ = ["ConsoleEventExporter", "LocalStoreExporter", "SqreenHttpExporter", "exporter_factories"]
+__all__ = [
+    "REMOTE",
+    "ConsoleEventExporter",
+    "LocalStoreExporter",
+    "SqreenHttpExporter",
+    "remote_exporter_factories",
+]
+
+REMOTE = ("otlp", "http")
 
 
-def _otlp() -> SpanExporter:
-    from sqreen_otel.exporters.otlp import OTLPSpanExporter
+def _otlp(service: str | None) -> EventExporter:
+    from sqreen_otel.exporters.otlp import OTLPEventExporter
 
-    return OTLPSpanExporter()
+    return OTLPEventExporter(service=service)
 
 
-def exporter_factories(config: Config) -> list[tuple[str, Callable[[], SpanExporter]]]:
-    """(name, factory) per configured exporter; a factory builds a fresh exporter (after fork too)."""
-    factories: dict[str, Callable[[], SpanExporter]] = {
-        "local": lambda: LocalStoreExporter(config.local_store),
-        "otlp": _otlp,
+def remote_exporter_factories(
+    config: Config, service: str | None
+) -> list[tuple[str, Callable[[], EventExporter]]]:
+    """(name, factory) per configured remote exporter; a factory builds a fresh one (after fork too)."""
+    factories: dict[str, Callable[[], EventExporter]] = {
+        "otlp": lambda: _otlp(service),
         "http": lambda: SqreenHttpExporter(config.ingestion_url or "", config.token, config.app_name),
-        "console": ConsoleEventExporter,
     }
-    return [(name, factories[name]) for name in config.exporter]
+    return [(name, factories[name]) for name in config.exporter if name in factories]

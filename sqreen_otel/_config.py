@@ -87,6 +87,9 @@ class Config:
     batch_size: int = 1000
     max_queue_length: int = 10000
     graceful_timeout: float = 5.0
+    spool_interval: float = 0.5
+    store_max_mb: float = 256.0
+    store_max_age: float = 7 * 86400.0
     strip_sensitive_data: bool = True
     strip_sensitive_keys: tuple[str, ...] = DEFAULT_SENSITIVE_KEYS
     strip_sensitive_key_regexp: str | None = None
@@ -321,6 +324,11 @@ _SETTINGS: tuple[_Setting[Any], ...] = (
     _Setting("batch_size", "SQREEN_BATCH_SIZE", _number_in(int, 1, 100_000), (int,)),
     _Setting("max_queue_length", "SQREEN_MAX_QUEUE_LENGTH", _number_in(int, 1, 10_000_000), (int,)),
     _Setting("graceful_timeout", "SQREEN_GRACEFUL_TIMEOUT", _number_in(float, 0.0, 300.0), (int, float)),
+    _Setting("spool_interval", "SQREEN_SPOOL_INTERVAL", _number_in(float, 0.01, 60.0), (int, float)),
+    _Setting("store_max_mb", "SQREEN_STORE_MAX_MB", _number_in(float, 1.0, 1_000_000.0), (int, float)),
+    _Setting(
+        "store_max_age", "SQREEN_STORE_MAX_AGE", _number_in(float, 60.0, 10 * 365 * 86400.0), (int, float)
+    ),
     _Setting(
         "strip_sensitive_data",
         "SQREEN_STRIP_SENSITIVE_DATA",

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 
-from sqreen_otel import _schema
+from sqreen_otel import _fork, _schema
 from sqreen_otel._config import Config
 from sqreen_otel._normalize import AttributeValue, Scalar
 from sqreen_otel._pseudonym import pseudonym
@@ -27,6 +27,14 @@ from sqreen_otel._pseudonym import pseudonym
 # One lock for every event's tiny update/finalise sections: cheaper than one per event, and
 # contention is negligible (a few dict assignments under it).
 _LOCK = threading.Lock()
+
+
+def _reinit_lock() -> None:
+    global _LOCK  # noqa: PLW0603 - replaced in a forked child
+    _LOCK = threading.Lock()
+
+
+_fork.in_child(_reinit_lock)
 
 
 class UserView(NamedTuple):

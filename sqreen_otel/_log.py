@@ -11,6 +11,8 @@ import threading
 import time
 from collections.abc import Hashable
 
+from sqreen_otel import _fork
+
 logger = logging.getLogger("sqreen_otel")
 
 _MAX_DISTINCT_KEYS = 1024
@@ -40,6 +42,9 @@ class _OncePerProblem:
                 self._overflow_next = now + _OVERFLOW_INTERVAL_S
         logger.log(level, msg, *args)
 
+    def reinit_after_fork(self) -> None:
+        self._lock = threading.Lock()
+
     def reset(self) -> None:
         """Forget what was logged (tests, and a re-configure that changes the rules)."""
         with self._lock:
@@ -48,6 +53,7 @@ class _OncePerProblem:
 
 
 log_once = _OncePerProblem()
+_fork.in_child(log_once.reinit_after_fork)
 
 
 def warn_once(key: Hashable, msg: str, *args: object) -> None:
@@ -57,6 +63,14 @@ def warn_once(key: Hashable, msg: str, *args: object) -> None:
 
 _periodic_lock = threading.Lock()
 _periodic_next: dict[Hashable, float] = {}
+
+
+def _reinit_periodic_lock() -> None:
+    global _periodic_lock  # noqa: PLW0603 - replaced in a forked child
+    _periodic_lock = threading.Lock()
+
+
+_fork.in_child(_reinit_periodic_lock)
 
 
 def log_every(key: Hashable, interval: float, level: int, msg: str, *args: object) -> None:

@@ -37,6 +37,7 @@ class SecurityEvent(NamedTuple):
     request: RequestContext  # shared by the events of one span
     trace_id: str  # 32 hex digits
     span_id: str  # 16 hex digits
+    key: str = ""  # unique per event once stored (``events.event_key``): for de-duplication
 
 
 def _strip(attributes: Mapping[str, Any], prefix: str) -> dict[str, Any]:

@@ -1,9 +1,15 @@
-"""What an export attempt tells the pipeline: delivered, retry later, or rejected for good.
+"""What an export attempt tells the pipeline: delivered, retry later, or rejected.
 
-``SpanExporter.export`` only says SUCCESS or FAILURE. Our exporters also implement
-``export_batch(spans) -> ExportOutcome`` so the pipeline can honour ``Retry-After`` and tell
-a destination that is briefly down (retry, keep the batch) from one that refuses the data
-(permanent: drop it, counted). A plain ``SpanExporter``'s FAILURE is treated as retryable.
+``SpanExporter.export`` only says SUCCESS or FAILURE. Our exporters also report an
+``ExportOutcome`` so the pipeline can honour ``Retry-After`` and tell apart:
+
+* ``RETRY``: the destination is briefly down (408, 429, 5xx, a timeout): keep the batch, retry;
+* ``REFUSED``: the destination refuses *us* (401, 403, a redirect, 404): keep the events,
+  back off, and say so: the fix is in the configuration, not in the data;
+* ``PERMANENT``: the destination refuses *this data* (400, 413, 422): the batch is split to
+  find the events at fault, which are dropped alone and counted (``too_large`` for 413).
+
+A plain ``SpanExporter``'s FAILURE is treated as retryable.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 class ExportStatus(enum.Enum):
     SUCCESS = "success"
     RETRY = "retry"
+    REFUSED = "refused"
     PERMANENT = "permanent"
 
 
@@ -27,6 +34,7 @@ class ExportOutcome:
     status: ExportStatus
     retry_after: float | None = None  # seconds the destination asked us to wait
     detail: str = ""  # for logs: a status code or an exception type, never data
+    too_large: bool = False  # a PERMANENT refusal because of the batch's size (413)
 
     @property
     def result(self) -> SpanExportResult:

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,16 +22,64 @@ from opentelemetry import context, trace
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TracerProvider
 
-from sqreen_otel import _schema
+from sqreen_otel import _fork, _schema
+from sqreen_otel._config import current_config
 from sqreen_otel._events import LiveEvent
 from sqreen_otel._log import warn_once
 from sqreen_otel._request_context import REQUEST_CONTEXT_KEYS
 from sqreen_otel._sdk_bridge import add_event_if_open, event_limits, is_sdk_span, max_events
-from sqreen_otel._state import RequestState
+from sqreen_otel._state import RequestState, environ_attributes
 from sqreen_otel._stats import stats
 from sqreen_otel._version import __version__
 
 _provider: TracerProvider | None = None
+UNSAMPLED_STATE = "sqreen_otel.unsampled_request"  # the environ key of a carrier-backed request
+
+# Carriers kept open while a builder may still refine their event (``track_event`` outside a
+# live request). They end when the builder is released, when ``flush()``/shutdown runs, or at
+# the spool's next tick once older than ``MAX_OPEN_CARRIER_S``: deterministically, never only
+# at garbage collection.
+MAX_OPEN_CARRIER_S = 1.0
+_open_carriers: dict[int, tuple[SdkSpan, float]] = {}
+_carriers_lock = threading.Lock()
+
+
+def _reinit_lock() -> None:
+    global _carriers_lock  # noqa: PLW0603 - replaced in a forked child
+    _carriers_lock = threading.Lock()
+    _open_carriers.clear()  # the parent's to end
+
+
+_fork.in_child(_reinit_lock)
+
+
+def hold_open(carrier: SdkSpan) -> None:
+    with _carriers_lock:
+        _open_carriers[id(carrier)] = (carrier, time.monotonic())
+
+
+def end_carrier(carrier: SdkSpan) -> None:
+    """End a carrier kept open (once: a second call does nothing)."""
+    with _carriers_lock:
+        entry = _open_carriers.pop(id(carrier), None)
+    if entry is not None:
+        carrier.end()
+
+
+def end_open_carriers(older_than: float | None = None) -> int:
+    """End the carriers kept open (only those open for ``older_than`` seconds or more); how many."""
+    now = time.monotonic()
+    with _carriers_lock:
+        due = [
+            key
+            for key, (_, opened) in _open_carriers.items()
+            if older_than is None or now - opened >= older_than
+        ]
+        carriers = [_open_carriers.pop(key)[0] for key in due]
+    for carrier in carriers:
+        carrier.end()
+    return len(carriers)
+
 
 _COPIED_KEYS = REQUEST_CONTEXT_KEYS | {
     _schema.CLIENT_IP_SOURCE,
@@ -106,12 +156,50 @@ def place(state: RequestState | None, current: Span, event: LiveEvent) -> tuple[
             state.events.append(event)
             return True, None
         return _on_carrier(event, "late", state.span.get_span_context(), request_attributes(state.span))
-    if is_sdk_span(current) and put_on(current, event):  # type: ignore[arg-type]
-        return True, None
+    if is_sdk_span(current):
+        if put_on(current, event):  # type: ignore[arg-type]
+            return True, None
+        if _is_request_span(current) and current.end_time is not None:  # type: ignore[attr-defined]
+            # An ended request span in an explicit ctx: a late event.
+            return _on_carrier(event, "late", current.get_span_context(), request_attributes(current))  # type: ignore[arg-type]
     span_context = current.get_span_context()
     if span_context.is_valid:
         return _on_carrier(event, "unsampled", span_context, {})
     return _on_carrier(event, "no_request", None, {})
+
+
+def _is_request_span(span: Span) -> bool:
+    parent = getattr(span, "parent", None)
+    return getattr(span, "kind", None) is SpanKind.SERVER and (parent is None or parent.is_remote)
+
+
+def unsampled_request(environ: Mapping[str, Any], parent: SpanContext) -> RequestState | None:
+    """The state of a request that no span records (its trace is not sampled, or it has no
+    instrumentation): a carrier span of ours, with the request's fields from its environ,
+    becomes its span. Started at the request's first security event, so a request that
+    tracks nothing pays nothing; ended by the middleware when the request ends."""
+    reason = "unsampled" if parent.is_valid else "no_request"
+    carrier = start_carrier(
+        reason, parent if parent.is_valid else None, environ_attributes(environ, current_config())
+    )
+    if carrier is None:
+        return None
+    state = RequestState(carrier)
+    state.open()
+    try:
+        environ[UNSAMPLED_STATE] = state  # type: ignore[index]
+    except TypeError:  # a read-only environ: the state ends with the context instead
+        hold_open(carrier)
+    stats.add(f"requests_on_carrier_{reason}")
+    return state
+
+
+def end_unsampled_request(environ: Mapping[str, Any]) -> None:
+    """The request ends: end its carrier, if its events needed one."""
+    state = environ.get(UNSAMPLED_STATE)
+    if isinstance(state, RequestState):
+        state.close()
+        state.span.end()
 
 
 def _on_carrier(

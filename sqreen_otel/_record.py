@@ -31,15 +31,11 @@ from sqreen_otel._normalize import (
     normalize_properties,
     timestamp_ns,
 )
-from sqreen_otel._placement import place
-from sqreen_otel._state import RequestState, current_state
+from sqreen_otel._placement import end_carrier, hold_open, place, unsampled_request
+from sqreen_otel._state import RequestState, current_state, pending_environ
 from sqreen_otel._stats import stats
 
 __all__ = ["RequestRecord", "TrackedEvent", "UserRecord", "from_context"]
-
-
-def _end_carrier(carrier: Any) -> None:
-    carrier.end()
 
 
 def reserved(name: str, where: str) -> bool:
@@ -112,8 +108,9 @@ class _Target:
             stats.add("events_recorded")
         tracked = TrackedEvent(self, event if recorded else None, identifiers)
         if carrier is not None:
-            if keep_open:  # the builder may still refine it: end the carrier when the builder goes
-                weakref.finalize(tracked, _end_carrier, carrier)
+            if keep_open:  # the builder may still refine it: see _placement.MAX_OPEN_CARRIER_S
+                hold_open(carrier)
+                weakref.finalize(tracked, end_carrier, carrier)
             else:
                 carrier.end()
         return tracked
@@ -280,6 +277,11 @@ def current_target(ctx: context.Context | None = None) -> _Target | None:
     if current_config().disable:
         return None
     state = current_state(ctx)
+    if state is None and ctx is None:
+        current = trace.get_current_span()
+        environ = pending_environ.get()
+        if environ is not None and not current.is_recording():
+            state = unsampled_request(environ, current.get_span_context())
     if state is not None:
         record = state.record
         if record is None:

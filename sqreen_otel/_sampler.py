@@ -1,18 +1,18 @@
 """``SecurityEventSampler``: security events survive trace sampling.
 
-Wraps the host's sampler. When it would DROP a local-root SERVER span (an incoming
-``traceparent ...-00``, a ratio sampler) or one of our carrier spans, we answer RECORD_ONLY
-instead: the span records (so events can be added to it) but stays *unsampled*, so the
-host's own BatchSpanProcessor/exporters still skip it and downstream services still see
-"not sampled". Our processor exports the spans that carry security events, whatever their
-sampled flag. Every other decision is the wrapped sampler's, unchanged.
+Wraps the host's sampler. A request whose trace is not sampled records nothing (so it costs
+what it costs without us); its first security event starts one of our *carrier* spans, with
+the request's fields from the WSGI environ (``_placement``). When the host's sampler would
+DROP a carrier, we answer RECORD_ONLY instead: the carrier records but stays *unsampled*, so
+the host's own processors and exporters still skip it and downstream services still see "not
+sampled". Our processor ships the spans that carry security events, whatever their sampled
+flag. Every other decision is the wrapped sampler's, unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind
@@ -23,7 +23,7 @@ from sqreen_otel import _schema
 
 
 class SecurityEventSampler(Sampler):
-    """Keeps request (SERVER root) spans and event carriers RECORD_ONLY instead of dropping them."""
+    """Keeps our event carriers RECORD_ONLY instead of dropping them."""
 
     def __init__(self, delegate: Sampler) -> None:
         self.delegate = delegate
@@ -43,16 +43,10 @@ class SecurityEventSampler(Sampler):
         )
         if result.decision is not Decision.DROP:
             return result
-        if (kind is SpanKind.SERVER and _is_local_root(parent_context)) or (
-            attributes is not None and _schema.CARRIER_REASON in attributes
-        ):
-            return SamplingResult(Decision.RECORD_ONLY, result.attributes, result.trace_state)
+        if attributes is not None and _schema.CARRIER_REASON in attributes:
+            # The span's attributes are the sampling result's: a DROP result carries none.
+            return SamplingResult(Decision.RECORD_ONLY, attributes, result.trace_state)
         return result
 
     def get_description(self) -> str:
         return f"SecurityEventSampler{{{self.delegate.get_description()}}}"
-
-
-def _is_local_root(parent_context: Context | None) -> bool:
-    parent = trace.get_current_span(parent_context).get_span_context()
-    return not parent.is_valid or parent.is_remote

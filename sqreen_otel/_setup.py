@@ -13,13 +13,13 @@ import functools
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from sqreen_otel import _fork
 from sqreen_otel._config import Config, build_config, set_current_config
 from sqreen_otel._log import reset_logs, warn_once
 from sqreen_otel._pipeline import ExportPipeline, PipelineSettings
@@ -28,9 +28,17 @@ from sqreen_otel._processor import SqreenSpanProcessor
 from sqreen_otel._sampler import SecurityEventSampler
 from sqreen_otel._scrub import Scrubber
 from sqreen_otel._scrubbing_exporter import ScrubbingSpanExporter
-from sqreen_otel.exporters import exporter_factories
+from sqreen_otel._shipping import Shipping
 
 _lock = threading.Lock()
+
+
+def _reinit_lock() -> None:
+    global _lock  # noqa: PLW0603 - replaced in a forked child
+    _lock = threading.Lock()
+
+
+_fork.in_child(_reinit_lock)
 _processors: weakref.WeakKeyDictionary[SdkTracerProvider, SqreenSpanProcessor] = weakref.WeakKeyDictionary()
 _UNSET: Any = object()
 _exit_hook_registered = False
@@ -48,6 +56,9 @@ def configure(
     batch_size: int = _UNSET,
     max_queue_length: int = _UNSET,
     graceful_timeout: float = _UNSET,
+    spool_interval: float = _UNSET,
+    store_max_mb: float = _UNSET,
+    store_max_age: float = _UNSET,
     strip_sensitive_data: bool = _UNSET,
     strip_sensitive_keys: str | list[str] | tuple[str, ...] = _UNSET,
     strip_sensitive_key_regexp: str | None = _UNSET,
@@ -91,33 +102,32 @@ def configure(
     return config
 
 
-def _pipelines(
-    config: Config, exporter_instance: SpanExporter | None, current: tuple[ExportPipeline, ...]
-) -> list[ExportPipeline]:
-    """One scrubbing pipeline per exporter; a pipeline for the same exporter instance is kept."""
+def _shipping(
+    config: Config, exporter_instance: SpanExporter | None, current: Shipping, service: str | None
+) -> Shipping:
+    """The built-in exporters' spool and drainers; or one in-memory pipeline for an exporter
+    instance (the pipeline already shipping to that same instance is kept)."""
+    if exporter_instance is None:
+        return Shipping.from_config(config, service)
     settings = PipelineSettings(
         config.heartbeat_delay, config.batch_size, config.max_queue_length, config.graceful_timeout
     )
     scrubber = Scrubber.from_config(config)
-    if exporter_instance is not None:
-        for pipeline in current:
-            exporter = pipeline.exporter
-            if isinstance(exporter, ScrubbingSpanExporter) and exporter.wrapped is exporter_instance:
-                pipeline.settings = settings
-                exporter.scrubber = scrubber
-                return [pipeline]
-        factories: list[tuple[str, Callable[[], SpanExporter]]] = [("custom", lambda: exporter_instance)]
-    else:
-        factories = exporter_factories(config)
-    return [
-        ExportPipeline(name, functools.partial(_scrubbing, factory, scrubber), settings)
-        for name, factory in factories
-    ]
+    for pipeline in current.pipelines:
+        exporter = pipeline.exporter
+        if isinstance(exporter, ScrubbingSpanExporter) and exporter.wrapped is exporter_instance:
+            pipeline.settings = settings
+            exporter.scrubber = scrubber
+            return current
+    # Our pipeline's exporter: scrubbed copies with what our exporters ship (``ours``).
+    factory = functools.partial(ScrubbingSpanExporter, exporter_instance, scrubber, ours=True)
+    return Shipping(pipelines=[ExportPipeline("custom", factory, settings)])
 
 
-def _scrubbing(factory: Callable[[], SpanExporter], scrubber: Scrubber) -> SpanExporter:
-    """Our pipeline's exporter: scrubbed copies with what our exporters ship (``ours``)."""
-    return ScrubbingSpanExporter(factory(), scrubber, ours=True)
+def _service_name(provider: SdkTracerProvider) -> str | None:
+    """``service.name`` of the provider's resource (what the store records per event)."""
+    value = provider.resource.attributes.get("service.name")
+    return value if isinstance(value, str) and value else None
 
 
 def install(
@@ -131,7 +141,7 @@ def install(
             processor = SqreenSpanProcessor()
             provider.add_span_processor(processor)
             _processors[provider] = processor
-        processor.set_pipelines(_pipelines(config, exporter, processor.pipelines))
+        processor.set_shipping(_shipping(config, exporter, processor.shipping, _service_name(provider)))
         if not isinstance(provider.sampler, SecurityEventSampler):
             provider.sampler = SecurityEventSampler(provider.sampler)
         use_provider(provider)
@@ -147,9 +157,10 @@ def flush(timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     with _lock:
         processors = list(_processors.values())
-    return all(
+    results = [  # every processor is flushed, whatever the others do
         processor.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000)) for processor in processors
-    )
+    ]
+    return all(results)
 
 
 def shutdown() -> None:

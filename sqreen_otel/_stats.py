@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import threading
 
+from sqreen_otel import _fork
+
 
 def _value(counter: itertools.count[int]) -> int:
     return int(repr(counter)[6:-1])  # "count(N)": reading never advances the counter
@@ -43,8 +45,4 @@ class Stats:
 
 stats = Stats()
 
-
-import os  # noqa: E402 - kept next to its single use
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=stats.reinit_after_fork)
+_fork.in_child(stats.reinit_after_fork)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqreen_otel._config import current_config
 from sqreen_otel._guard import report_internal_error
+from sqreen_otel._placement import end_unsampled_request
 from sqreen_otel._state import current_state, pending_environ
 
 if TYPE_CHECKING:
@@ -49,6 +50,14 @@ class SqreenMiddleware:
             return self.app(environ, start_response)
         finally:
             pending_environ.reset(token)
+            self._exit(environ)
+
+    @staticmethod
+    def _exit(environ: WSGIEnvironment) -> None:
+        try:
+            end_unsampled_request(environ)
+        except Exception as exc:  # noqa: BLE001 - never break the request for our sake
+            report_internal_error("SqreenMiddleware", exc)
 
     @staticmethod
     def _enter(environ: WSGIEnvironment) -> Token[Any] | None:
@@ -60,10 +69,12 @@ class SqreenMiddleware:
                 return None
             environ[_APPLIED] = True
             state = current_state()
-            if state is not None:  # the request span is already open (an outer OTel middleware)
+            if state is not None and not state.ended:  # the request span is open (an outer OTel middleware)
                 state.bind_http(environ, config)
                 return None
-            return pending_environ.set(environ)  # the span starts inside the app (Flask, Django)
+            # The span starts inside the app (Flask, Django), or no span records this request
+            # (an unsampled trace): the processor, or the request's first event, takes it from here.
+            return pending_environ.set(environ)
         except Exception as exc:  # noqa: BLE001 - never break the request for our sake
             report_internal_error("SqreenMiddleware", exc)
             return None

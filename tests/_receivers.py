@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 
@@ -37,9 +38,18 @@ class Received:
 class Receiver:
     """POST endpoint with scripted replies; after the script, ``default`` answers."""
 
-    def __init__(self, script: list[Reply] | None = None, default: Reply | None = None) -> None:
+    def __init__(
+        self,
+        script: list[Reply] | None = None,
+        default: Reply | None = None,
+        *,
+        reject_containing: bytes | None = None,
+        max_body: int | None = None,
+    ) -> None:
         self.script = list(script or [])
         self.default = default or Reply()
+        self.reject_containing = reject_containing  # 400 for any body holding these bytes
+        self.max_body = max_body  # 413 for a larger (decompressed) body
         self.received: list[Received] = []
         self.attempts: list[float] = []
         self._lock = threading.Lock()
@@ -53,10 +63,15 @@ class Receiver:
                 with receiver._lock:
                     receiver.attempts.append(time.monotonic())
                     reply = receiver.script.pop(0) if receiver.script else receiver.default
+                plain = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
+                if receiver.reject_containing is not None and receiver.reject_containing in plain:
+                    reply = Reply(400)
+                if receiver.max_body is not None and len(plain) > receiver.max_body:
+                    reply = Reply(413)
                 if reply.hang:
                     receiver._release.wait(reply.hang)
                 if reply.status < 300:
-                    body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
+                    body = plain
                     with receiver._lock:
                         receiver.received.append(
                             Received(
@@ -109,12 +124,26 @@ class OtlpReceiver(Receiver):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}/v1/traces"
 
+    @property
+    def logs_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/v1/logs"
+
     def requests(self) -> list[ExportTraceServiceRequest]:
         decoded = []
         for item in self.received:
-            message = ExportTraceServiceRequest()
-            message.ParseFromString(item.body)
-            decoded.append(message)
+            if item.path.endswith("/v1/traces"):
+                message = ExportTraceServiceRequest()
+                message.ParseFromString(item.body)
+                decoded.append(message)
+        return decoded
+
+    def log_requests(self) -> list[ExportLogsServiceRequest]:
+        decoded = []
+        for item in self.received:
+            if item.path.endswith("/v1/logs"):
+                message = ExportLogsServiceRequest()
+                message.ParseFromString(item.body)
+                decoded.append(message)
         return decoded
 
 

@@ -17,12 +17,16 @@ from sqreen_otel._stats import stats
 
 
 @pytest.fixture(autouse=True)
-def _isolation(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[None]:
-    """Each test starts with default settings, no SQREEN_* variables and zeroed counters, and
-    fails if it left an internal error counted (unless marked ``internal_errors_expected``)."""
+def _isolation(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Each test starts with default settings, no SQREEN_* variables, zeroed counters and a
+    default event store of its own (never the user's), and fails if it left an internal error
+    counted (unless marked ``internal_errors_expected``)."""
     for name in list(os.environ):
         if name.startswith("SQREEN_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))
     set_current_config(build_config({}))
     use_provider(None)
     stats.reset()

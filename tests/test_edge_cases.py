@@ -23,18 +23,32 @@ UNSAMPLED_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
 
 def tracking_app(environ: object, start_response: object) -> list[bytes]:
     sqreen_otel.auth_track(False, username="eve")
+    sqreen_otel.track("second.event")
     start_response("200 OK", [])  # type: ignore[operator]
     return [b"ok"]
 
 
 def test_unsampled_incoming_trace_still_records_and_exports_security_events(otel: Otel) -> None:
+    """An unsampled request records nothing until its first event, which starts one carrier with
+    the request's fields from the environ; every event of the request goes on it."""
     app = OpenTelemetryMiddleware(SqreenMiddleware(tracking_app), tracer_provider=otel.provider)
-    Client(app).get("/login", headers={"traceparent": UNSAMPLED_PARENT}, buffered=True)
+    Client(app).get(
+        "/login?next=/home",
+        headers={"traceparent": UNSAMPLED_PARENT, "User-Agent": "ua/1"},
+        environ_base={"REMOTE_ADDR": "198.51.100.4"},
+        buffered=True,
+    )
     assert otel.app_spans() == ()  # the app's own pipeline does not export unsampled traces
     (span,) = otel.exported()
-    assert not span.context.trace_flags.sampled
-    assert span.parent is not None and span.parent.is_remote
-    assert [e.name for e in span.events] == ["users.login.failure"]
+    assert span.name == "sqreen.events" and not span.context.trace_flags.sampled
+    assert span.context.trace_id == int(UNSAMPLED_PARENT.split("-")[1], 16)  # the request's trace
+    attributes = dict(span.attributes or {})
+    assert attributes["sqreen.carrier.reason"] == "unsampled"
+    assert attributes["http.request.method"] == "GET" and attributes["url.path"] == "/login"
+    assert attributes["url.query"] == "next=/home" and attributes["user_agent.original"] == "ua/1"
+    assert attributes["client.address"] == "198.51.100.4"
+    assert [e.name for e in span.events] == ["users.login.failure", "second.event"]
+    assert sqreen_otel.stats()["requests_on_carrier_unsampled"] == 1
 
 
 def test_ratio_sampler_drops_traces_but_not_security_events() -> None:
@@ -48,8 +62,9 @@ def test_ratio_sampler_drops_traces_but_not_security_events() -> None:
             assert not child.is_recording()  # children of unsampled requests stay cheap
             sqreen_otel.track("from.child")
         assert otel.app_spans() == ()
-        (span,) = otel.exported()
-        assert span.name == "GET /"
+        (span,) = otel.exported()  # no middleware: a carrier without request fields, still exported
+        assert span.name == "sqreen.events"
+        assert dict(span.attributes or {})["sqreen.carrier.reason"] == "unsampled"
         assert [e.name for e in span.events] == ["from.child"]
 
 

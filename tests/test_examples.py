@@ -16,7 +16,7 @@ def test_demo_stores_scrubbed_events_and_explores_them(tmp_path: Path) -> None:
     output = completed.stdout
     lines = output.splitlines()
     assert "flushed: True" in output
-    assert "'events_exported.local': 18" in output
+    assert "'events_stored': 18" in output
     assert sum("users.login.failure" in line for line in lines) >= 7
     (by_ip,) = [
         i

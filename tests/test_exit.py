@@ -21,7 +21,7 @@ def test_a_normal_exit_delivers_queued_events(tmp_path: Path) -> None:
     assert names == ["sq.sdk.users.login.failure"] * 3
 
 
-def test_a_hung_destination_does_not_hang_the_exit(tmp_path: Path) -> None:
+def test_a_hung_destination_does_not_hang_the_exit_and_the_next_run_delivers(tmp_path: Path) -> None:
     with running(Receiver(default=Reply(hang=30))) as receiver:
         started = time.monotonic()
         completed = run_python([str(PROBE), receiver.url, "1.5"], tmp_path)
@@ -29,4 +29,11 @@ def test_a_hung_destination_does_not_hang_the_exit(tmp_path: Path) -> None:
         assert completed.returncode == 0, completed.stderr
         assert receiver.attempts, "the exit hook tried to deliver"
     assert elapsed < 1.5 + 3.0  # the graceful timeout plus interpreter start-up, not the 30 s hang
-    assert "dropped security events (shutdown_timeout)" in completed.stderr
+    assert "stay queued in the event store" in completed.stderr
+    with running(Receiver()) as receiver:  # the app starts again: it delivers what was left
+        completed = run_python([str(PROBE), receiver.url, "5"], tmp_path)
+        assert completed.returncode == 0, completed.stderr
+        received = receiver.wait_for(1)
+    points = [point for request in received for point in json.loads(request.body)]
+    assert len(points) == 6  # the 3 left by the first run, and the second run's 3
+    assert len({point["event_id"] for point in points}) == 6  # each once

@@ -19,7 +19,7 @@ from sqreen_otel.exporters import SqreenHttpExporter
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sqreen_otel._pipeline.Backoff", lambda: Backoff(initial=0.05, cap=0.2))
+    monkeypatch.setattr("sqreen_otel._drain.Backoff", lambda: Backoff(initial=0.05, cap=0.2))
 
 
 def configured(receiver: Receiver, **settings: object) -> Otel:
@@ -116,12 +116,58 @@ def test_retryable_failures_keep_the_batch_until_it_is_delivered(
     assert stats["export_retries.http"] >= 2
 
 
-def test_a_permanent_rejection_is_dropped_and_counted() -> None:
-    with running(Receiver([Reply(400)])) as receiver, configured(receiver) as otel:
+def test_a_rejected_batch_is_split_to_drop_only_the_events_at_fault() -> None:
+    """400 for a batch of two, then for each half: both dropped alone, counted; the next batch
+    goes through; flush() says False while something was dropped."""
+    with running(Receiver([Reply(400)] * 3)) as receiver, configured(receiver) as otel:
         track_login(otel)
-        sqreen_otel.flush(5.0)
+        assert not sqreen_otel.flush(5.0)
         track_login(otel, "bob")
         assert sqreen_otel.flush(5.0)
         (delivered,) = receiver.received
-    assert json.loads(delivered.body)[0]["payload"]["user_identifiers"] == {"username": "bob"}
+    assert [point["payload"].get("user_identifiers") for point in json.loads(delivered.body)] == [
+        {"username": "bob"},
+        {},
+    ]
     assert sqreen_otel.stats()["events_dropped.rejected.http"] == 2
+
+
+def test_one_poisoned_event_never_blocks_the_rest() -> None:
+    """The destination refuses any batch holding one request's events (400): they alone are dropped."""
+    receiver = Receiver(reject_containing=b"poison")
+    with running(receiver), configured(receiver, batch_size=100) as otel:
+        for user in ["u1", "u2", "poison", "u3", "u4"]:
+            track_login(otel, user)
+        assert not sqreen_otel.flush(10.0)
+    points = [point for r in receiver.received for point in json.loads(r.body)]
+    assert len(points) == 8  # both events of the four other requests
+    assert {point["context"]["parameters"]["user"][0] for point in points} == {"u1", "u2", "u3", "u4"}
+    assert sqreen_otel.stats()["events_dropped.rejected.http"] == 2  # the poisoned request's two
+
+
+def test_413_splits_the_batch_and_drops_only_an_event_too_large_alone() -> None:
+    receiver = Receiver(max_body=2500)  # answers 413 to bodies over 2.5 KB (decompressed)
+    with running(receiver), configured(receiver) as otel:
+        for index in range(12):
+            track_login(otel, f"user{index}")
+        with otel.tracer.start_as_current_span("POST /big", kind=SpanKind.SERVER):
+            sqreen_otel.track("big", properties={"blob": "x" * 4000})
+        assert not sqreen_otel.flush(10.0)  # the big one could not be delivered
+    delivered = [point for r in receiver.received for point in json.loads(r.body)]
+    assert len(delivered) == 24  # every other event, in batches the destination accepts
+    assert sqreen_otel.stats()["events_dropped.too_large.http"] == 1
+
+
+@pytest.mark.parametrize("status", [301, 401, 403])
+def test_a_refusal_keeps_the_events_for_later(status: int) -> None:
+    """A redirect or an authentication failure is a configuration problem, not bad data."""
+    with running(Receiver([Reply(status)])) as receiver, configured(receiver) as otel:
+        track_login(otel)
+        assert sqreen_otel.flush(5.0)  # durably queued: not delivered, not lost
+        assert receiver.received == []
+        deadline = time.monotonic() + 10
+        while not receiver.received and time.monotonic() < deadline:
+            sqreen_otel.flush(1.0)
+        (delivered,) = receiver.received
+    assert len(json.loads(delivered.body)) == 2
+    assert not any(name.startswith("events_dropped") for name in sqreen_otel.stats())

@@ -1,0 +1,132 @@
+"""POSTing batches over HTTP(S), shared by the ``http`` and ``otlp`` exporters.
+
+* One kept-alive connection per exporter and process (a forked child opens its own); a
+  connection the server closed while idle is replaced and the request sent once more.
+* TLS is verified (the system trust store, or the given CA file); redirects are never
+  followed: a 3xx is reported as the refusal it is.
+* The response body is read up to 64 KiB and no further: a destination answering with a huge
+  body costs nothing (the connection is then dropped rather than drained).
+* The status decides the outcome (``_outcome``): 2xx delivered; 408, 429, 5xx retry (honouring
+  ``Retry-After``); 413 too large (the batch is split); other 4xx bad data (split to isolate
+  the events at fault); 3xx, 401, 403, 404, 405 refused (kept, backed off, logged as errors).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import os
+import ssl
+import time
+import urllib.parse
+from collections.abc import Mapping
+
+from sqreen_otel._outcome import SUCCESS, ExportOutcome, ExportStatus
+
+MAX_RESPONSE_BYTES = 64 * 1024
+_RETRYABLE = frozenset({408, 429})
+_REFUSED = frozenset({401, 403, 404, 405, 407})
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def outcome_of(status: int, retry_after_header: str | None) -> ExportOutcome:
+    """The outcome an HTTP status means for a batch (see the module docstring)."""
+    if 200 <= status < 300:
+        return SUCCESS
+    detail = f"HTTP {status}"
+    if status in _RETRYABLE or status >= 500:
+        return ExportOutcome(ExportStatus.RETRY, retry_after(retry_after_header), detail)
+    if status == 413:
+        return ExportOutcome(ExportStatus.PERMANENT, detail=detail, too_large=True)
+    if 400 <= status < 500 and status not in _REFUSED:
+        return ExportOutcome(ExportStatus.PERMANENT, detail=detail)
+    return ExportOutcome(ExportStatus.REFUSED, retry_after(retry_after_header), detail)
+
+
+class HttpTransport:
+    """POSTs bodies to one URL (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL")
+        self.url = url
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._headers = dict(headers)
+        if parts.username or parts.password:
+            raise ValueError("credentials in the URL are not supported; use headers")
+        self.timeout = timeout
+        self._context = ssl_context if ssl_context is not None else ssl.create_default_context()
+        self._connection: http.client.HTTPConnection | None = None
+        self._pid = os.getpid()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._pid != os.getpid():  # a forked child never shares the parent's socket
+            self._connection = None
+            self._pid = os.getpid()
+        if self._connection is None:
+            if self._https:
+                self._connection = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=self.timeout, context=self._context
+                )
+            else:
+                self._connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def post(self, body: bytes, headers: Mapping[str, str] | None = None) -> ExportOutcome:
+        """POST ``body``; the outcome of the answer (a network failure is retryable)."""
+        all_headers = {**self._headers, **(headers or {}), "Content-Length": str(len(body))}
+        for attempt in (0, 1):
+            reused = self._connection is not None
+            connection = self._connect()
+            try:
+                connection.request("POST", self._target, body=body, headers=all_headers)
+                response = connection.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as error:
+                self.close()
+                if reused and attempt == 0:
+                    continue  # the server closed the idle connection: once more on a new one
+                return ExportOutcome(ExportStatus.RETRY, detail=type(error).__name__)
+            except (OSError, http.client.HTTPException) as error:
+                self.close()
+                return ExportOutcome(ExportStatus.RETRY, detail=type(error).__name__)
+            return self._answer(response)
+        return ExportOutcome(ExportStatus.RETRY, detail="connection closed")
+
+    def _answer(self, response: http.client.HTTPResponse) -> ExportOutcome:
+        outcome = outcome_of(response.status, response.getheader("Retry-After"))
+        try:
+            response.read(MAX_RESPONSE_BYTES)
+            complete = response.isclosed()
+        except (OSError, http.client.HTTPException):
+            complete = False
+        if not complete or response.will_close:
+            self.close()  # never drain a huge body; the next batch opens a new connection
+        return outcome

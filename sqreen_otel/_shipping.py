@@ -1,0 +1,118 @@
+"""Everything that ships the events of one tracer provider, composed from the settings.
+
+* The built-in exporters (``SQREEN_EXPORTER``): one ``Spool`` writes every event, scrubbed, to
+  the store on disk (the ``local`` store and the durable queue), prints it if ``console`` is
+  on, and one ``Drainer`` per remote exporter (``otlp``, ``http``) delivers the store's events.
+* An exporter instance given to ``configure(exporter=...)``: an in-memory ``ExportPipeline``
+  of scrubbed span copies (a ``SpanExporter`` needs spans, which the store does not keep).
+
+``flush`` and ``shutdown`` reach every part whatever the others do; ``flush`` is True only if
+every event submitted before it was delivered or durably stored, and none was dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from sqreen_otel._config import Config
+from sqreen_otel._drain import Drainer, DrainSettings
+from sqreen_otel._pipeline import ExportPipeline
+from sqreen_otel._scrub import Scrubber
+from sqreen_otel._spool import Spool, SpoolSettings
+from sqreen_otel._stats import stats
+from sqreen_otel.exporters import REMOTE, ConsoleEventExporter, remote_exporter_factories
+
+
+class Shipping:
+    """The spool, drainers and pipelines of one provider."""
+
+    def __init__(
+        self,
+        spool: Spool | None = None,
+        drainers: Sequence[Drainer] = (),
+        pipelines: Sequence[ExportPipeline] = (),
+    ) -> None:
+        self.spool = spool
+        self.drainers = tuple(drainers)
+        self.pipelines = tuple(pipelines)
+        self._closed = False
+        self._drops_seen = _dropped()  # drops since the last flush make the next one False
+
+    @classmethod
+    def from_config(cls, config: Config, service: str | None) -> Shipping:
+        """The built-in exporters named by ``config.exporter`` (``none``: nothing at all)."""
+        names = config.exporter
+        if not names:
+            return cls()
+        remote = [name for name in names if name in REMOTE]
+        path = config.local_store if ("local" in names or remote) else None
+        spool = Spool(
+            path,
+            Scrubber.from_config(config),
+            SpoolSettings(
+                config.spool_interval,
+                config.batch_size,
+                config.max_queue_length,
+                int(config.store_max_mb * 1024 * 1024),
+                config.store_max_age,
+            ),
+            service=service,
+            console=ConsoleEventExporter if "console" in names else None,
+            remote=remote,
+        )
+        drainers = []
+        if path is not None:
+            settings = DrainSettings(config.heartbeat_delay, config.batch_size, config.graceful_timeout)
+            for name, factory in remote_exporter_factories(config, service):
+                drainer = Drainer(name, factory, path, service=service, settings=settings)
+                spool.on_written.append(drainer.poke)
+                drainers.append(drainer)
+        return cls(spool, drainers)
+
+    @property
+    def active(self) -> bool:
+        return self.spool is not None or bool(self.pipelines)
+
+    def submit(self, span: ReadableSpan, events: int) -> None:
+        if self.spool is not None:
+            self.spool.submit(span, events)
+        for pipeline in self.pipelines:
+            pipeline.submit(span, events)
+
+    def flush(self, timeout: float) -> bool:
+        if self._closed:
+            return True  # shut down: nothing left to flush here
+        deadline = time.monotonic() + timeout
+        durable = self.spool.flush(timeout) if self.spool is not None else True
+        tickets = [drainer.request_drain() for drainer in self.drainers]  # they drain in parallel
+        drained = [
+            drainer.wait_drained(ticket, max(0.0, deadline - time.monotonic()))
+            for drainer, ticket in zip(self.drainers, tickets, strict=True)
+        ]
+        delivered = [pipeline.flush(max(0.0, deadline - time.monotonic())) for pipeline in self.pipelines]
+        drops = _dropped()
+        dropped = any(dropped_now for _, dropped_now in drained) or drops != self._drops_seen
+        self._drops_seen = drops
+        return durable and all(delivered) and not dropped
+
+    def shutdown(self, timeout: float) -> None:
+        """Stop all, then give each the rest of one shared deadline (they finish in parallel)."""
+        self._closed = True
+        deadline = time.monotonic() + timeout
+        for pipeline in self.pipelines:
+            pipeline.stop()
+        if self.spool is not None:
+            self.spool.finish(deadline)
+        for drainer in self.drainers:
+            drainer.stop()
+        for drainer in self.drainers:
+            drainer.finish(deadline)
+        for pipeline in self.pipelines:
+            pipeline.finish(deadline)
+
+
+def _dropped() -> int:
+    return sum(count for name, count in stats.snapshot().items() if name.startswith("events_dropped."))
