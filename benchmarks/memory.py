@@ -1,33 +1,29 @@
-"""(e) memory, in a process of its own: RSS with a full default queue, then under 10x overload.
+"""(e) memory, in a process of its own: what queued events cost in RAM.
 
-The destination is down (every export is a retryable failure), so the queue fills to its
-bound (SQREEN_MAX_QUEUE_LENGTH, 10,000 events by default) and stays full; then ten times
-that many events arrive and must be dropped (counted), twice: the second round shows whether
-RSS keeps growing (a leak) or has reached its high-water mark.
+1. The destination is down (the http exporter to a closed port on 127.0.0.1): events queue in
+   the store on disk, not in memory. Requests arrive at a steady 4,000 a second (a busy app;
+   a loop tracking as fast as the CPU allows would starve the spool's writer of the GIL and
+   measure that instead). RSS is read after 10,000 queued events, then after a 10x overload,
+   twice (a leak would keep growing).
+2. The disk refuses writes (the store's folder cannot be created): events are held in memory,
+   bounded by SQREEN_MAX_QUEUE_LENGTH: RSS per held event, and flat past the bound.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
+import socket
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
 
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind, Tracer
-from workload import PROPERTIES, REQUEST  # benchmarks/ is on sys.path: it is the script's folder
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
+from workload import track_requests  # benchmarks/ is on sys.path: it is the script's folder
 
 import sqreen_otel
-from sqreen_otel._outcome import ExportOutcome, ExportStatus
-
-
-class DownDestination(SpanExporter):
-    def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
-        return ExportOutcome(ExportStatus.RETRY, detail="down")
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.FAILURE
 
 
 def rss_mb() -> float:
@@ -38,43 +34,90 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def track(tracer: Tracer, count: int) -> None:
-    for index in range(count):
-        with tracer.start_as_current_span("POST /checkout", kind=SpanKind.SERVER, attributes=REQUEST):
-            sqreen_otel.from_context().track_event("payment.purchase").with_properties(
-                {**PROPERTIES, "order": index}
-            )
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # closed again when the probe is: connections refused
+
+
+def settled(provider: TracerProvider) -> float:
+    sqreen_otel.flush(60)
+    gc.collect()
+    return rss_mb()
+
+
+def paced(tracer: Tracer, count: int, seed: int, per_second: float = 4000.0) -> None:
+    """``count`` requests at a steady rate (in slices of 40)."""
+    start = time.monotonic()
+    for index in range(0, count, 40):
+        track_requests(tracer, min(40, count - index), seed=seed * 1_000_000 + index)
+        ahead = start + (index + 40) / per_second - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+def destination_down(folder: str) -> dict[str, float]:
+    provider = TracerProvider(shutdown_on_exit=False)
+    sqreen_otel.configure(
+        tracer_provider=provider,
+        exporter="http",
+        ingestion_url=f"http://127.0.0.1:{closed_port()}/batches",
+        local_store=os.path.join(folder, "down.db"),
+        heartbeat_delay=0.5,
+    )
+    tracer = provider.get_tracer("bench")
+    track_requests(tracer, 500, seed=1)  # warm up allocators, the store and the caches
+    baseline = settled(provider)
+    paced(tracer, 10_000, seed=2)
+    queued = settled(provider)
+    paced(tracer, 100_000, seed=3)
+    overload = settled(provider)
+    paced(tracer, 100_000, seed=4)
+    sustained = settled(provider)
+    stats = sqreen_otel.stats()
+    provider.shutdown()
+    sqreen_otel.shutdown()
+    return {
+        "baseline_mb": baseline,
+        "queued_mb": queued,
+        "overload_mb": overload,
+        "sustained_mb": sustained,
+        "stored": stats.get("events_stored", 0),
+        "dropped": sum(count for name, count in stats.items() if name.startswith("events_dropped")),
+        "exported": stats.get("events_exported.http", 0),
+    }
+
+
+def disk_refuses(folder: str) -> dict[str, float]:
+    blocker = os.path.join(folder, "a-file")
+    with open(blocker, "w", encoding="ascii"):
+        pass
+    provider = TracerProvider(shutdown_on_exit=False)
+    config = sqreen_otel.configure(
+        tracer_provider=provider, exporter="local", local_store=os.path.join(blocker, "events.db")
+    )
+    tracer = provider.get_tracer("bench")
+    track_requests(tracer, 500, seed=5)
+    baseline = settled(provider)
+    track_requests(tracer, config.max_queue_length, seed=6)
+    full = settled(provider)
+    track_requests(tracer, 10 * config.max_queue_length, seed=7)
+    overload = settled(provider)
+    stats = sqreen_otel.stats()
+    return {
+        "bound": config.max_queue_length,
+        "baseline_mb": baseline,
+        "held_mb": full,
+        "overload_mb": overload,
+        "dropped": stats.get("events_dropped.store_unavailable", 0),
+    }
 
 
 def main() -> None:
-    provider = TracerProvider(shutdown_on_exit=False)
-    config = sqreen_otel.configure(tracer_provider=provider, exporter=DownDestination(), heartbeat_delay=0.5)
-    tracer = provider.get_tracer("bench")
-    track(tracer, 200)  # warm up allocators and caches
-    gc.collect()
-    baseline = rss_mb()
-    track(tracer, config.max_queue_length)
-    gc.collect()
-    full = rss_mb()
-    track(tracer, 10 * config.max_queue_length)
-    gc.collect()
-    overloaded = rss_mb()
-    track(tracer, 10 * config.max_queue_length)  # sustained: a leak would keep growing here
-    gc.collect()
-    sustained = rss_mb()
-    counters = sqreen_otel.stats()
-    json.dump(
-        {
-            "queue_events": config.max_queue_length,
-            "baseline_mb": baseline,
-            "full_queue_mb": full,
-            "overload_mb": overloaded,
-            "sustained_mb": sustained,
-            "dropped_queue_full": counters.get("events_dropped.queue_full.custom", 0),
-            "recorded": counters.get("events_recorded", 0),
-        },
-        sys.stdout,
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        down = destination_down(folder)
+        refused = disk_refuses(folder)
+    json.dump({"down": down, "refused": refused}, sys.stdout)
 
 
 if __name__ == "__main__":

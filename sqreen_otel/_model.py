@@ -21,9 +21,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from sqreen_otel import _schema
 from sqreen_otel._config import current_config
 from sqreen_otel._events import LiveEvent
-from sqreen_otel._normalize import clean_str
 from sqreen_otel._outcome import ExportOutcome
-from sqreen_otel._request_context import REQUEST_CONTEXT_KEYS, RequestContext, request_context
+from sqreen_otel._request_context import RequestContext, request_fields
 from sqreen_otel._scrub import Scrubber
 from sqreen_otel._sdk_bridge import span_attributes
 
@@ -38,11 +37,6 @@ class SecurityEvent(NamedTuple):
     trace_id: str  # 32 hex digits
     span_id: str  # 16 hex digits
     key: str = ""  # unique per event once stored (``events.event_key``): for de-duplication
-
-
-def _strip(attributes: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    size = len(prefix)
-    return {key[size:]: value for key, value in attributes.items() if key.startswith(prefix)}
 
 
 def event_attributes(event: Event) -> Mapping[str, Any]:
@@ -62,27 +56,20 @@ def _span_events(span: ReadableSpan, scrubber: Scrubber) -> Iterator[SecurityEve
     events = [(event, attributes) for event, attributes in events if _schema.EVENT_TYPE in attributes]
     if not events:
         return
-    raw_request = {key: value for key, value in span_attributes(span).items() if key in REQUEST_CONTEXT_KEYS}
-    scrubbed_request = scrubber.scrub_attributes(raw_request)
-    context = request_context(
-        {
-            key: clean_str(value, len(value)) if isinstance(value, str) else value
-            for key, value in scrubbed_request.items()
-        }
-    )  # attributes the instrumentation set may hold lone surrogates: no exporter could encode them
+    context = scrubber.scrub_request(request_fields(span_attributes(span)))
     trace_id = f"{span.context.trace_id:032x}" if span.context else "0" * 32
     span_id = f"{span.context.span_id:016x}" if span.context else "0" * 16
     for event, raw in events:
-        attributes = scrubber.scrub_attributes(raw)
-        event_type = attributes.get(_schema.EVENT_TYPE)
+        event_type = raw.get(_schema.EVENT_TYPE)
         if not isinstance(event_type, str):
             continue
+        properties, identifiers = scrubber.scrub_event(raw)
         yield SecurityEvent(
             name=scrubber.scrub_text(event.name),
             event_type=event_type,
             timestamp_ns=event.timestamp,
-            properties=_strip(attributes, _schema.PROPERTIES_PREFIX),
-            user_identifiers=_strip(attributes, _schema.USER_PREFIX),
+            properties=properties,
+            user_identifiers=identifiers,
             request=context,
             trace_id=trace_id,
             span_id=span_id,

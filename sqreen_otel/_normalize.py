@@ -161,6 +161,17 @@ def clean_str(value: str, limit: int) -> str:
     return value
 
 
+def valid_text(value: str) -> str:
+    """``value`` as valid UTF-8 text (lone surrogates replaced: no exporter could encode them)."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
 def _safe_str(value: object) -> str:
     try:
         return str(value)

@@ -27,7 +27,7 @@ from sqreen_otel._config import current_config
 from sqreen_otel._events import LiveEvent
 from sqreen_otel._log import warn_once
 from sqreen_otel._request_context import REQUEST_CONTEXT_KEYS
-from sqreen_otel._sdk_bridge import add_event_if_open, event_limits, is_sdk_span, max_events
+from sqreen_otel._sdk_bridge import add_event_if_open, carrier_tracer, event_limits, is_sdk_span, max_events
 from sqreen_otel._state import RequestState, environ_attributes
 from sqreen_otel._stats import stats
 from sqreen_otel._version import __version__
@@ -98,7 +98,7 @@ def use_provider(provider: TracerProvider | None) -> None:
 
 def _tracer() -> trace.Tracer:
     provider = _provider if _provider is not None else trace.get_tracer_provider()
-    return provider.get_tracer("sqreen_otel", __version__)
+    return carrier_tracer(provider, "sqreen_otel", __version__)
 
 
 def put_on(span: SdkSpan, event: LiveEvent) -> bool:

@@ -1,10 +1,10 @@
 """``SqreenSpanProcessor``: binds request state to request spans and ships spans with events.
 
-* ``on_start`` (request thread): for a local-root SERVER span, create the request state with
-  the WSGI environ the middleware left, and make it current (``_state``). Cheap: no I/O, no
-  locks, no resolution: a request that tracks nothing pays for little more than this.
+* ``on_start`` (request thread): for a local-root SERVER span, make it the current request
+  with the WSGI environ the middleware left (``_state``). Cheap: a context variable and a dict
+  entry; no state object, no I/O, no lock, no resolution until the request tracks an event.
 * ``_on_ending`` (SDK hook, before any ``on_end``): finalise the span's security events (so
-  every processor sees the same values), close the state and, for a request that carries
+  every processor sees the same values), undo ``on_start`` and, for a request that carries
   events, write the resolved client IP and re-emit our events that
   ``OTEL_SPAN_EVENT_COUNT_LIMIT`` pushed out of the span.
 * ``on_end``: hand the spans that carry our events, sampled or not, to the shipping side (an
@@ -24,14 +24,13 @@ from sqreen_otel._guard import report_internal_error
 from sqreen_otel._placement import rescue_evicted
 from sqreen_otel._sdk_bridge import has_events
 from sqreen_otel._shipping import Shipping
-from sqreen_otel._state import RequestState, pending_environ
+from sqreen_otel._state import pending_environ, request_ending, request_started
 
 
 class SqreenSpanProcessor(SpanProcessor):
     """Request binding for the SDK, and the export side of security events."""
 
     def __init__(self, shipping: Shipping | None = None) -> None:
-        self._states: dict[int, RequestState] = {}  # id(span) -> state, while the span is open
         self._event_counts: dict[int, int] = {}  # span id -> our events, from _on_ending to on_end
         self.shipping = shipping if shipping is not None else Shipping()
 
@@ -48,26 +47,17 @@ class SqreenSpanProcessor(SpanProcessor):
         if parent is not None and not parent.is_remote:
             return
         try:
-            config = current_config()
-            if config.disable:
-                return
-            state = RequestState(span)
-            environ = pending_environ.get()
-            if environ is not None:
-                state.bind_http(environ, config)
-            self._states[id(span)] = state
-            state.open()
+            if not current_config().disable:
+                request_started(span, pending_environ.get())
         except Exception as exc:  # noqa: BLE001 - never raise into the span lifecycle
             report_internal_error("on_start", exc)
 
     def _on_ending(self, span: SdkSpan) -> None:
         try:
-            state = self._states.pop(id(span), None)
-            if state is not None:
-                state.close()
-                if state.events:
-                    state.finish_http()
-                    rescue_evicted(state)  # finalises the evicted ones; the scan below, the others
+            state = request_ending(span)
+            if state is not None and state.events:
+                state.finish_http()
+                rescue_evicted(state)  # finalises the evicted ones; the scan below, the others
             if not has_events(span):
                 return
             ours = 0

@@ -1,12 +1,13 @@
 """``SecurityEventSampler``: security events survive trace sampling.
 
-Wraps the host's sampler. A request whose trace is not sampled records nothing (so it costs
-what it costs without us); its first security event starts one of our *carrier* spans, with
-the request's fields from the WSGI environ (``_placement``). When the host's sampler would
-DROP a carrier, we answer RECORD_ONLY instead: the carrier records but stays *unsampled*, so
-the host's own processors and exporters still skip it and downstream services still see "not
-sampled". Our processor ships the spans that carry security events, whatever their sampled
-flag. Every other decision is the wrapped sampler's, unchanged.
+A request whose trace is not sampled records nothing (so it costs what it costs without us);
+its first security event starts one of our *carrier* spans, with the request's fields from the
+WSGI environ (``_placement``). Carriers are started by our own tracer, whose sampler is the
+host's wrapped in this one (the host's sampler itself is never replaced: its spans cost and
+decide exactly as without us). Where the host's sampler would DROP a carrier, this answers
+RECORD_ONLY instead: the carrier records but stays *unsampled*, so the host's own processors
+and exporters still skip it and downstream services still see "not sampled". Our processor
+ships the spans that carry security events, whatever their sampled flag.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-from sqreen_otel import _schema
-
 
 class SecurityEventSampler(Sampler):
-    """Keeps our event carriers RECORD_ONLY instead of dropping them."""
+    """The wrapped sampler's decisions, except that DROP becomes RECORD_ONLY (for our carriers)."""
 
     def __init__(self, delegate: Sampler) -> None:
         self.delegate = delegate
@@ -43,10 +42,8 @@ class SecurityEventSampler(Sampler):
         )
         if result.decision is not Decision.DROP:
             return result
-        if attributes is not None and _schema.CARRIER_REASON in attributes:
-            # The span's attributes are the sampling result's: a DROP result carries none.
-            return SamplingResult(Decision.RECORD_ONLY, attributes, result.trace_state)
-        return result
+        # The span's attributes are the sampling result's: a DROP result carries none.
+        return SamplingResult(Decision.RECORD_ONLY, attributes, result.trace_state)
 
     def get_description(self) -> str:
         return f"SecurityEventSampler{{{self.delegate.get_description()}}}"

@@ -31,11 +31,19 @@ import math
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqreen_otel import _schema
 from sqreen_otel._config import Config
+from sqreen_otel._normalize import valid_text
 from sqreen_otel._pseudonym import pseudonym
+from sqreen_otel._request_context import (
+    MAX_PARAMETERS,
+    MAX_QUERY_CHARS,
+    RequestContext,
+    RequestFields,
+    parse_parameters,
+)
 from sqreen_otel._sdk_bridge import readable
 from sqreen_otel._stats import stats
 
@@ -92,10 +100,34 @@ _BUILTIN_VALUE_PATTERNS = {
     # ('key', 'value') in a repr of pairs (MultiDict, Headers, dict.items(), a list of tuples)
     "pair_tuple": r"(?<=[\"'])[ \t]{0,16},[ \t]{0,16}(?=[bBuU]?[\"'])",
 }
+_DIGITS = "0123456789"
+
+
+# A necessary condition for any built-in pattern to match, in a few C-speed scans: most values
+# (names, amounts, codes, words) meet none and are returned as they are. Each check is the
+# cheap mark of one or more patterns (see _may_match for each pattern's own).
+_RARE_CHARACTERS = re.compile(r"[=:'\"]").search  # pair, pair_tuple, url_credentials
+_DIGIT_RUN = re.compile(r"[0-9][0-9 -]{12}|[^\x00-\x7f]").search  # card (non-ASCII: other digits)
 _TOKEN_PREFIXES = re.compile(
     r"gh[oprsu]_|github_pat_|glpat-|xox|[sr]k_|sk-|AIza|npm_|A3T|AKIA|ASIA|ABIA|ACCA"
 )
-_DIGITS = "0123456789"
+
+
+def suspect(text: str) -> bool:
+    """False when no built-in value pattern can match anywhere in ``text``."""
+    if _RARE_CHARACTERS(text) is not None or "ey" in text or "-----" in text:
+        return True
+    if len(text) < 13:
+        return False
+    if _DIGIT_RUN(text) is not None:
+        return True
+    return len(text) >= 14 and (
+        "earer" in text
+        or "EARER" in text
+        or "asic" in text
+        or "ASIC" in text
+        or (("_" in text or "-" in text or "A" in text) and _TOKEN_PREFIXES.search(text) is not None)
+    )
 
 
 def _may_match(kind: str, text: str) -> bool:
@@ -171,6 +203,34 @@ _DIGIT_GROUP = re.compile(r"\d+")
 _DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 _CACHED_TEXT_LENGTH = 256  # longer texts are rarely repeated: not worth a cache slot
+_IP_LIKE = re.compile(r"[0-9a-fA-F.:\[\]]{2,64}").fullmatch  # an address: nothing to scrub
+_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER"}
+)
+_MAX_PLANS = 8192
+# What scrub_attributes does with an attribute (see Scrubber._plan).
+_KEEP, _REDACT, _URL, _VALUE = object(), object(), object(), object()
+_PROPERTIES, _IDENTIFIERS = object(), object()
+
+
+class _Plan(NamedTuple):
+    """What is done with one attribute key (see ``Scrubber._plan``)."""
+
+    action: object  # _KEEP, _REDACT, _URL or _VALUE
+    key: str  # the key it is shipped under (its data part scrubbed)
+    group: object | None  # _PROPERTIES, _IDENTIFIERS, or None (other attributes)
+    short: str  # the key without the group's prefix
+# Our own attributes whose values are ours (constants and counts), never data.
+_BOOKKEEPING = frozenset(
+    {
+        _schema.EVENT_TYPE,
+        _schema.USER_SOURCE,
+        _schema.AUTH_SUCCESS,
+        _schema.DROPPED_PROPERTIES,
+        _schema.CARRIER_REASON,
+        _schema.CLIENT_IP_SOURCE,
+    }
+)
 _URL_KEYS = frozenset({"url.full", "http.url"})
 _TARGET_KEYS = frozenset({"http.target"})
 _QUERY_KEYS = frozenset({"url.query"})
@@ -320,6 +380,9 @@ class Scrubber:
         self._scrub_key = functools.lru_cache(maxsize=8192)(self._scrub_text)
         # So do many values (user agents, methods, paths): scrub short ones once.
         self._scrub_short = functools.lru_cache(maxsize=4096)(self._scrub_text)
+        self._plans: dict[str, _Plan] = {}
+        builtin_values = self.enabled and self._value_rule and self._custom_value_regex is None
+        self._suspect = suspect if builtin_values else None
 
     @classmethod
     def from_config(cls, config: Config) -> Scrubber:
@@ -366,6 +429,8 @@ class Scrubber:
 
     def _builtin_scrub(self, text: str) -> str:
         """One left-to-right pass: each search resumes where the previous match ended."""
+        if not suspect(text):
+            return text
         kinds = tuple(kind for kind in _BUILTIN_VALUE_PATTERNS if _may_match(kind, text))
         if not kinds:
             return text
@@ -456,25 +521,67 @@ class Scrubber:
 
     # -- URLs --------------------------------------------------------------------------------
 
+    def _parameter(self, name: str, separator: str, value: str) -> tuple[str, str | None]:
+        """One query parameter, decoded and scrubbed: (name, value; None when it was masked).
+
+        The one rule for parameters, whether they are shipped in a query string or parsed."""
+        key = _unquote(name)
+        scrubbed_key = self.scrub_key(key)
+        if separator and (key in SIGNATURE_PARAMETERS or self.is_sensitive_key(key)):
+            return scrubbed_key, None
+        return scrubbed_key, self.scrub_text(_unquote(value)) if value else value
+
     def scrub_query(self, query: str) -> str:
         """Each parameter: name and value URL-decoded, scrubbed, re-encoded only if changed."""
         parts = []
         for pair in query.split("&"):
             name, sep, value = pair.partition("=")
-            key = urllib.parse.unquote_plus(name)
-            scrubbed_key = self.scrub_key(key)
-            if scrubbed_key != key:
-                name = urllib.parse.quote_plus(scrubbed_key)
-            if sep and (key in SIGNATURE_PARAMETERS or self.is_sensitive_key(key)):
+            key, scrubbed = self._parameter(name, sep, value)
+            if key != _unquote(name):
+                name = urllib.parse.quote_plus(key)
+            if scrubbed is None:
                 parts.append(f"{name}={URL_MASK}")
                 continue
-            if sep and value:
-                plain = urllib.parse.unquote_plus(value)
-                scrubbed = self.scrub_text(plain)
-                if scrubbed != plain:
-                    value = urllib.parse.quote_plus(scrubbed)
+            if scrubbed != _unquote(value):
+                value = urllib.parse.quote_plus(scrubbed)
             parts.append(f"{name}{sep}{value}")
         return "&".join(parts)
+
+    def scrub_parameters(self, query: str | None) -> dict[str, list[str]]:
+        """A query string as scrubbed parameters (lists of values), bounded as ``parse_parameters``."""
+        parameters: dict[str, list[str]] = {}
+        if not query:
+            return parameters
+        count = 0
+        for pair in query[:MAX_QUERY_CHARS].split("&"):
+            if not pair:
+                continue
+            name, sep, value = pair.partition("=")
+            key, scrubbed = self._parameter(name, sep, value)
+            parameters.setdefault(key, []).append(MASK if scrubbed is None else scrubbed)
+            count += 1
+            if count >= MAX_PARAMETERS:
+                break
+        return parameters
+
+    def scrub_request(self, fields: RequestFields) -> RequestContext:
+        """A request's default properties, each field scrubbed by the rule for its kind (the
+        same functions ``scrub_attributes`` applies to the attributes they come from)."""
+        client_ip, user_agent, method, path, route, query = fields
+        if not self.enabled:
+            return RequestContext(client_ip, user_agent, method, path, route, parse_parameters(query))
+        text = self.scrub_text
+        return RequestContext(
+            client_ip=client_ip if client_ip is None or _IP_LIKE(client_ip) else valid_text(text(client_ip)),
+            user_agent=valid_text(text(user_agent)) if user_agent else user_agent,
+            method=method if method is None or method in _METHODS else valid_text(text(method)),
+            path=valid_text(self.scrub_path(path)) if path else path,
+            route=valid_text(text(route)) if route else route,
+            parameters={
+                valid_text(key): [valid_text(value) for value in values]
+                for key, values in self.scrub_parameters(query).items()
+            },
+        )
 
     def scrub_path(self, path: str) -> str:
         """A URL path, scrubbed after percent-decoding (``/pay/4111%201111...``); its original
@@ -544,24 +651,67 @@ class Scrubber:
             result = dict(values)
         else:
             result = {}
-            key_rule, output_key = self._key_rule_applies, self._output_key
-            for key, value in values.items():  # the common types inline: this runs per attribute
-                kind = type(value)
-                if key_rule(key):
-                    result[output_key(key)] = self._masked(value)
-                elif not self.enabled:
-                    result[key] = value
-                elif kind is str:
-                    result[output_key(key)] = (
-                        self._url_or_text(key, value) if key in _URL_LIKE_KEYS else self.scrub_text(value)
-                    )
-                elif kind is bool:
-                    result[key] = value
-                else:
-                    result[output_key(key)] = self.scrub_value(value)
+            plans, scrub = self._plans, self._scrub_planned
+            for key, value in values.items():  # this runs per attribute: kept lean
+                plan = plans.get(key) or self._plan(key)
+                result[plan.key] = scrub(plan, key, value)
         if self._hmac_key is not None:
             self._pseudonymise(result)
         return result
+
+    def scrub_event(self, attributes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The (properties, user identifiers) of one of our events, scrubbed by the same plans as
+        ``scrub_attributes`` (the rest of its attributes are our bookkeeping, not shipped)."""
+        properties: dict[str, Any] = {}
+        identifiers: dict[str, Any] = {}
+        plans, scrub = self._plans, self._scrub_planned
+        for key, value in readable(attributes).items():
+            plan = plans.get(key) or self._plan(key)
+            if plan.group is _PROPERTIES:
+                properties[plan.short] = scrub(plan, key, value)
+            elif plan.group is _IDENTIFIERS:
+                identifiers[plan.short] = scrub(plan, key, value)
+        return properties, identifiers
+
+    def _scrub_planned(self, plan: _Plan, key: str, value: Any) -> Any:
+        """One attribute value, by its key's plan (the common cases first: this runs per value)."""
+        action = plan.action
+        if action is _REDACT:
+            return self._masked(value)
+        if action is _KEEP or not self.enabled:
+            return value
+        kind = type(value)
+        if kind is str:
+            if action is _URL:
+                return self._url_or_text(key, value)
+            suspect = self._suspect
+            if suspect is not None and (len(value) < 5 or not suspect(value)):
+                return value  # nothing any built-in pattern could match
+            return self.scrub_text(value)
+        if kind is bool:
+            return value
+        return self.scrub_value(value)
+
+    def _plan(self, key: str) -> _Plan:
+        """What is done with attribute ``key``, decided once per key (memoised)."""
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()
+        out = self._output_key(key)
+        if self._key_rule_applies(key):
+            action = _REDACT
+        elif key in _BOOKKEEPING:
+            action = _KEEP
+        elif key in _URL_LIKE_KEYS:
+            action = _URL
+        else:
+            action = _VALUE
+        group: object | None = None
+        short = out
+        for prefix, kind in ((_schema.PROPERTIES_PREFIX, _PROPERTIES), (_schema.USER_PREFIX, _IDENTIFIERS)):
+            if out.startswith(prefix):
+                group, short = kind, out[len(prefix) :]
+        plan = self._plans[key] = _Plan(action, out, group, short)
+        return plan
 
     def _data_key(self, key: str) -> str:
         """An attribute key whose data part (a property name...) went through the value rule."""
@@ -583,6 +733,11 @@ class Scrubber:
         if key in _TARGET_KEYS:
             return self.scrub_target(value)
         return self.scrub_url(value)
+
+
+def _unquote(component: str) -> str:
+    """``unquote_plus`` only where there is something to decode (most query parts have nothing)."""
+    return urllib.parse.unquote_plus(component) if "%" in component or "+" in component else component
 
 
 def _pair_value_end(text: str, start: int, separator: str) -> int:

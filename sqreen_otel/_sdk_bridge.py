@@ -26,7 +26,8 @@ from typing import Any
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace import Span as SdkSpan
-from opentelemetry.trace import Span
+from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.trace import Span, Tracer, TracerProvider
 
 _DEFAULT_LIMITS = SpanLimits()
 
@@ -102,6 +103,21 @@ def event_limits(span: SdkSpan) -> tuple[int | None, int | None]:
     """(max attributes per event, max attribute value length) in force for ``span``."""
     limits = getattr(span, "_limits", _DEFAULT_LIMITS)
     return limits.max_event_attributes, limits.max_attribute_length
+
+
+def carrier_tracer(provider: TracerProvider, name: str, version: str) -> Tracer:
+    """A tracer of ``provider`` whose sampler (only this tracer's) keeps spans recording.
+
+    SDK tracers capture the provider's sampler when they are created; ours gets it wrapped in
+    ``SecurityEventSampler``, so the host's own sampler is never replaced.
+    """
+    from sqreen_otel._sampler import SecurityEventSampler
+
+    tracer = provider.get_tracer(name, version)
+    sampler = getattr(tracer, "sampler", None)
+    if isinstance(sampler, Sampler) and not isinstance(sampler, SecurityEventSampler):
+        tracer.sampler = SecurityEventSampler(sampler)  # type: ignore[attr-defined]
+    return tracer
 
 
 def suppress_instrumentation_key() -> str:

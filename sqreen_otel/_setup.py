@@ -1,9 +1,9 @@
 """``configure()``: settings plus installation into an OpenTelemetry SDK tracer provider.
 
 Installs, once per provider, our span processor (request binding, export of spans carrying
-security events) and wraps the provider's sampler in ``SecurityEventSampler``. Call it right
-after creating the provider and before instrumenting: tracers created earlier keep the
-sampler they were created with. Calling it again replaces the settings and the exporter.
+security events). The provider's sampler is left alone: our carrier spans have a tracer of
+their own (``_sdk_bridge.carrier_tracer``). Calling it again replaces the settings and the
+exporter.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from sqreen_otel._log import reset_logs, warn_once
 from sqreen_otel._pipeline import ExportPipeline, PipelineSettings
 from sqreen_otel._placement import use_provider
 from sqreen_otel._processor import SqreenSpanProcessor
-from sqreen_otel._sampler import SecurityEventSampler
 from sqreen_otel._scrub import Scrubber
 from sqreen_otel._scrubbing_exporter import ScrubbingSpanExporter
 from sqreen_otel._shipping import Shipping
@@ -133,7 +132,7 @@ def _service_name(provider: SdkTracerProvider) -> str | None:
 def install(
     provider: SdkTracerProvider, config: Config, exporter: SpanExporter | None = None
 ) -> SqreenSpanProcessor:
-    """Add our processor to ``provider`` (once), set its pipelines, wrap its sampler (once)."""
+    """Add our processor to ``provider`` (once) and set what it ships through."""
     global _exit_hook_registered  # noqa: PLW0603 - one exit hook for the process
     with _lock:
         processor = _processors.get(provider)
@@ -142,8 +141,6 @@ def install(
             provider.add_span_processor(processor)
             _processors[provider] = processor
         processor.set_shipping(_shipping(config, exporter, processor.shipping, _service_name(provider)))
-        if not isinstance(provider.sampler, SecurityEventSampler):
-            provider.sampler = SecurityEventSampler(provider.sampler)
         use_provider(provider)
         if not _exit_hook_registered:
             # Our own exit flush: the host's provider may not shut down at exit (shutdown_on_exit=False).

@@ -1,11 +1,13 @@
 """Per-request state, found from anywhere the request's code runs, at the lowest cost.
 
-Our span processor creates a ``RequestState`` when a local-root SERVER span starts and sets it
-in a context variable of ours (``_REQUEST``), so it is found from any child span, from
-``contextvars.copy_context()`` and from threads given that context; the processor resets it
-when the span ends. An explicit OpenTelemetry ``ctx`` handed to ``from_context`` is resolved
-through a registry of open request spans (by the span in ``ctx``, else by its trace).
-A plain context variable costs a fraction of attaching an OpenTelemetry context.
+A request that tracks nothing must cost next to nothing, so little happens per request:
+when a local-root SERVER span starts, our processor sets it in a context variable of ours
+(``_REQUEST``: found from child spans, ``contextvars.copy_context()`` and threads given that
+context) and files it in ``_open`` with the WSGI environ the middleware left; both are undone
+when the span ends. The ``RequestState`` (identified user, events, client IP) is only created
+when the request's code first tracks an event or identifies a user. An explicit
+OpenTelemetry ``ctx`` handed to ``from_context`` is resolved through ``_open`` (by the span in
+``ctx``, else by its trace); states of recently ended requests stay findable for late events.
 
 The WSGI middleware may run before the request span exists (Flask and Django start it inside
 the app), or for a request whose trace is not sampled (no span is recorded at all), so it
@@ -24,6 +26,7 @@ from typing import Any
 
 from opentelemetry import context, trace
 from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.trace import Span, SpanKind
 
 from sqreen_otel import _fork, _schema
 from sqreen_otel._client_ip import PEER, ClientIP, Inputs, resolve_snapshot, snapshot
@@ -41,30 +44,100 @@ _MAX_OPEN_REQUESTS = 100_000  # bounds the registry if an instrumentation never 
 def _after_fork() -> None:
     global _IDENTIFY_LOCK  # noqa: PLW0603 - replaced in a forked child
     _IDENTIFY_LOCK = threading.Lock()
-    for registry in (_by_span, _by_trace, _recently_ended):
-        registry.clear()  # the parent's requests
+    _open.clear()  # the parent's requests
+    _recently_ended.clear()
 
 
 pending_environ: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "sqreen_otel.pending_environ", default=None
 )
-_REQUEST: contextvars.ContextVar[RequestState | None] = contextvars.ContextVar(
-    "sqreen_otel.request", default=None
-)
-# Request spans, for an explicit ``ctx``: open ones by span id and by trace id (the latest
-# request), and the last ended ones by span id (a worker thread given the request's context
-# after the response still finds its user: a late event).
-_by_span: dict[int, RequestState] = {}
-_by_trace: dict[int, RequestState] = {}
-_recently_ended: collections.OrderedDict[int, RequestState] = collections.OrderedDict()
+_REQUEST: contextvars.ContextVar[SdkSpan | None] = contextvars.ContextVar("sqreen_otel.request", default=None)
+
+
+class _Open:
+    """An open request span: the token that made it current, its environ, its state if any."""
+
+    __slots__ = ("environ", "span", "state", "token")
+
+    def __init__(self, span: SdkSpan, environ: Mapping[str, Any] | None) -> None:
+        self.span = span
+        self.environ = environ
+        self.state: RequestState | None = None
+        self.token = _REQUEST.set(span)
+
+
+_open: dict[int, _Open] = {}  # id(span) -> open request
+_recently_ended: collections.OrderedDict[int, RequestState] = collections.OrderedDict()  # span id ->
 _RECENTLY_ENDED = 256
 _fork.in_child(_after_fork)
+
+
+def request_started(span: SdkSpan, environ: Mapping[str, Any] | None) -> None:
+    """A request span started (processor ``on_start``): make it current, cheaply."""
+    if len(_open) >= _MAX_OPEN_REQUESTS:
+        _open.pop(next(iter(_open)))  # the oldest: a span that never ended
+    _open[id(span)] = _Open(span, environ)
+
+
+def request_ending(span: SdkSpan) -> RequestState | None:
+    """The request span ends (processor ``_on_ending``): undo ``request_started``; its state if any.
+
+    Copies of the context keep the span (now ended): a late call finds the state through
+    ``_recently_ended``."""
+    entry = _open.pop(id(span), None)
+    if entry is None:
+        return None
+    if _REQUEST.get() is span:
+        try:
+            _REQUEST.reset(entry.token)
+        except ValueError:  # ended from another context than it started in
+            _REQUEST.set(None)
+    state = entry.state
+    if state is not None:
+        _recently_ended[span.get_span_context().span_id] = state
+        if len(_recently_ended) > _RECENTLY_ENDED:
+            _recently_ended.popitem(last=False)
+    return state
+
+
+def bind_environ(environ: Mapping[str, Any]) -> bool:
+    """The middleware runs inside an open request span (an outer OTel middleware): give it the
+    environ. False if no request span is open in this context."""
+    span = _REQUEST.get()
+    entry = _open.get(id(span)) if span is not None else None
+    if entry is None or entry.span is not span:
+        return False
+    if entry.environ is None:
+        entry.environ = environ
+    return True
+
+
+def _state_of(entry: _Open) -> RequestState:
+    state = entry.state
+    if state is None:
+        from sqreen_otel._config import current_config
+
+        state = entry.state = RequestState(entry.span)
+        if entry.environ is not None:
+            state.bind_http(entry.environ, current_config())
+    return state
+
+
+def _ended_state(span: Span) -> RequestState | None:
+    """The state of a request whose span has ended (a late call), if we can tell it."""
+    span_id = span.get_span_context().span_id
+    state = _recently_ended.get(span_id)
+    if state is None and isinstance(span, SdkSpan) and span.kind is SpanKind.SERVER:
+        parent = span.parent
+        if parent is None or parent.is_remote:
+            state = RequestState(span)  # a request that had no state: no user, its attributes
+    return state
 
 
 class RequestState:
     """What we know about one request: its span, its identified user, its events."""
 
-    __slots__ = ("_token", "events", "http", "identified", "record", "span")
+    __slots__ = ("events", "http", "identified", "record", "span")
 
     def __init__(self, span: SdkSpan) -> None:
         self.span = span
@@ -72,36 +145,20 @@ class RequestState:
         self.events: list[LiveEvent] = []
         self.http: tuple[Mapping[str, Any], Inputs, Config] | None = None
         self.record: Any = None  # the RequestRecord facade, built on first use
-        self._token: contextvars.Token[RequestState | None] | None = None
 
     @property
     def ended(self) -> bool:
         return self.span.end_time is not None
 
     def open(self) -> None:
-        """Make the state current (this context and its copies) and findable from a ``ctx``."""
-        self._token = _REQUEST.set(self)
-        context_ = self.span.get_span_context()
-        if len(_by_span) >= _MAX_OPEN_REQUESTS:
-            _by_span.pop(next(iter(_by_span)))  # the oldest: a span that never ended
-        _by_span[context_.span_id] = self
-        _by_trace[context_.trace_id] = self
+        """Make a state of ours (an unsampled request's carrier) the current request."""
+        entry = _Open(self.span, None)
+        entry.state = self
+        _open[id(self.span)] = entry
 
     def close(self) -> None:
-        """Undo ``open`` (at span end); copies of the context keep the (now ended) state."""
-        context_ = self.span.get_span_context()
-        if _by_span.pop(context_.span_id, None) is self:
-            _recently_ended[context_.span_id] = self
-            if len(_recently_ended) > _RECENTLY_ENDED:
-                _recently_ended.popitem(last=False)
-        if _by_trace.get(context_.trace_id) is self:
-            del _by_trace[context_.trace_id]
-        token, self._token = self._token, None
-        if token is not None and _REQUEST.get() is self:
-            try:
-                _REQUEST.reset(token)
-            except ValueError:  # ended from another context than it started in
-                _REQUEST.set(None)
+        """Undo ``open``."""
+        request_ending(self.span)
 
     def bind_http(self, environ: Mapping[str, Any], config: Config) -> None:
         """Remember the request's environ; its client IP is resolved only if it is needed.
@@ -206,10 +263,19 @@ def _ambiguous(config: Config) -> None:
 def current_state(ctx: context.Context | None = None) -> RequestState | None:
     """The request of the current context, or of the span in ``ctx`` (an OpenTelemetry context)."""
     if ctx is None:
-        return _REQUEST.get()
-    span_context = trace.get_current_span(ctx).get_span_context()
-    return (
-        _by_span.get(span_context.span_id)
-        or _recently_ended.get(span_context.span_id)
-        or _by_trace.get(span_context.trace_id)
-    )
+        span: Span | None = _REQUEST.get()
+        if span is None:
+            return None
+        entry = _open.get(id(span))
+        return _state_of(entry) if entry is not None and entry.span is span else _ended_state(span)
+    span = trace.get_current_span(ctx)
+    entry = _open.get(id(span))
+    if entry is not None and entry.span is span:
+        return _state_of(entry)
+    span_context = span.get_span_context()
+    if not span_context.is_valid:
+        return None
+    for candidate in list(_open.values()):  # a child span of a request in an explicit ctx
+        if candidate.span.get_span_context().trace_id == span_context.trace_id:
+            return _state_of(candidate)
+    return _ended_state(span)

@@ -71,7 +71,6 @@ _UPGRADE = (
 )
 _LATE_INDEXES = """
 CREATE INDEX IF NOT EXISTS events_service_id ON events (service, id);
-CREATE INDEX IF NOT EXISTS events_stored ON events (stored_ns);
 """
 COLUMNS = (
     "event_key, time_ns, name, type, user, client_ip, user_agent, method, path, route, parameters,"
@@ -143,8 +142,7 @@ def open_read_only(path: str) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{quoted}{suffix}", uri=True, timeout=10.0)
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
+_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode  # reused
 
 
 def event_row(event: SecurityEvent, index: int, service: str | None, stored_ns: int) -> Row:
@@ -351,12 +349,7 @@ def prune(
     """
     dropped = dict.fromkeys(exporters, 0)
     cutoff = time.time_ns() - int(max_age_s * 1e9)
-    oldest_kept = connection.execute("SELECT MIN(id) FROM events WHERE stored_ns >= ?", (cutoff,)).fetchone()[
-        0
-    ]
-    _delete_below(
-        connection, oldest_kept if oldest_kept is not None else _end_id(connection), dropped, service
-    )
+    _delete_below(connection, _first_kept(connection, cutoff), dropped, service)
     page_size = connection.execute("PRAGMA page_size").fetchone()[0]
     for _ in range(64):
         used = (
@@ -372,6 +365,25 @@ def prune(
         row = connection.execute("SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?", (share,)).fetchone()
         _delete_below(connection, row[0] if row else _end_id(connection), dropped, service)
     return dropped
+
+
+def _first_kept(connection: sqlite3.Connection, cutoff_ns: int) -> int:
+    """The first id stored at ``cutoff_ns`` or later, by binary search over ids (``stored_ns``
+    grows with the id, near enough: writers are serialised), so no index on it is needed."""
+    low, high = connection.execute("SELECT MIN(id), MAX(id) FROM events").fetchone()
+    if low is None:
+        return 0
+    high += 1  # an id above every stored event: everything expired
+    while low < high:
+        middle = (low + high) // 2
+        row = connection.execute(
+            "SELECT id, stored_ns FROM events WHERE id >= ? ORDER BY id LIMIT 1", (middle,)
+        ).fetchone()
+        if row is None or row[1] >= cutoff_ns:
+            high = middle  # ids in [middle, row id) do not exist: the same bound
+        else:
+            low = row[0] + 1
+    return int(low)
 
 
 def _end_id(connection: sqlite3.Connection) -> int:

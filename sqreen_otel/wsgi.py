@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from sqreen_otel._config import current_config
 from sqreen_otel._guard import report_internal_error
-from sqreen_otel._placement import end_unsampled_request
-from sqreen_otel._state import current_state, pending_environ
+from sqreen_otel._placement import UNSAMPLED_STATE, end_unsampled_request
+from sqreen_otel._state import bind_environ, pending_environ
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -50,7 +50,8 @@ class SqreenMiddleware:
             return self.app(environ, start_response)
         finally:
             pending_environ.reset(token)
-            self._exit(environ)
+            if UNSAMPLED_STATE in environ:  # the request's events needed a carrier of ours
+                self._exit(environ)
 
     @staticmethod
     def _exit(environ: WSGIEnvironment) -> None:
@@ -68,9 +69,7 @@ class SqreenMiddleware:
             if config.disable:
                 return None
             environ[_APPLIED] = True
-            state = current_state()
-            if state is not None and not state.ended:  # the request span is open (an outer OTel middleware)
-                state.bind_http(environ, config)
+            if bind_environ(environ):  # the request span is open (an outer OTel middleware)
                 return None
             # The span starts inside the app (Flask, Django), or no span records this request
             # (an unsampled trace): the processor, or the request's first event, takes it from here.
