@@ -32,10 +32,10 @@ __all__ = [
 REMOTE = ("otlp", "http")
 
 
-def _otlp(service: str | None) -> EventExporter:
+def _otlp(endpoint: str | None, service: str | None) -> EventExporter:
     from sqreen_otel.exporters.otlp import OTLPEventExporter
 
-    return OTLPEventExporter(service=service)
+    return OTLPEventExporter(endpoint, service=service)
 
 
 def remote_exporter_factories(
@@ -43,7 +43,7 @@ def remote_exporter_factories(
 ) -> list[tuple[str, Callable[[], EventExporter]]]:
     """(name, factory) per configured remote exporter; a factory builds a fresh one (after fork too)."""
     factories: dict[str, Callable[[], EventExporter]] = {
-        "otlp": lambda: _otlp(service),
+        "otlp": lambda: _otlp(config.otlp_endpoint, service),
         "http": lambda: SqreenHttpExporter(config.ingestion_url or "", config.token, config.app_name),
     }
     return [(name, factories[name]) for name in config.exporter if name in factories]

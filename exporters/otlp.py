@@ -11,7 +11,7 @@ Configured by the standard variables, logs-specific first: ``OTEL_EXPORTER_OTLP_
 (used as is) or ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/logs`` (default
 ``http://localhost:4318/v1/logs``), ``..._HEADERS``, ``..._TIMEOUT`` (seconds, as the Python SDK
 reads it), ``..._COMPRESSION`` (``gzip``), ``..._CERTIFICATE``, ``..._CLIENT_CERTIFICATE`` and
-``..._CLIENT_KEY``. ``SQREEN_OTLP_ENDPOINT`` overrides the endpoint (a dedicated collector).
+``..._CLIENT_KEY``. ``SQREEN_OTLP_ENDPOINT`` (the ``endpoint`` argument) overrides the endpoint.
 
 ``ScrubbingOTLPSpanExporter`` is something else: the ``OTEL_TRACES_EXPORTER=sqreen`` entry
 point, the official span exporter behind our scrubbing, for the app's own traces.
@@ -112,7 +112,7 @@ def _env(name: str, environ: Mapping[str, str]) -> str | None:
 
 
 def endpoint_from_environment(environ: Mapping[str, str]) -> str:
-    explicit = environ.get("SQREEN_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+    explicit = environ.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
     if explicit:
         return explicit.strip()
     base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -17,12 +17,12 @@ import re
 import sqlite3
 import stat
 import sys
-import urllib.parse
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
 from sqreen_otel._config import current_config
 from sqreen_otel._display import safe_text
+from sqreen_otel._store import open_read_only
 
 _FIELDS = {
     "name": "name",
@@ -34,6 +34,7 @@ _FIELDS = {
     "method": "method",
     "verb": "method",
     "user_agent": "user_agent",
+    "service": "service",
 }
 _RELATIVE = re.compile(r"^(\d{1,12}(?:\.\d{1,9})?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -98,6 +99,9 @@ def _where(arguments: argparse.Namespace) -> tuple[str, list[Any]]:
     if arguments.ip:
         clauses.append("client_ip = ?")
         values.append(arguments.ip)
+    if arguments.service:
+        clauses.append("service = ?")
+        values.append(arguments.service)
     if arguments.user:
         key, sep, wanted = arguments.user.partition("=")
         if sep:
@@ -182,12 +186,13 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequen
 def _events(db: sqlite3.Connection, arguments: argparse.Namespace, out: TextIO) -> None:
     where, values = _where(arguments)
     columns = (
-        "time_ns, name, type, user, client_ip, method, path, user_agent, parameters, properties, trace_id"
+        "time_ns, name, type, user, client_ip, method, path, user_agent, parameters, properties, trace_id,"
+        " service"
     )
     query = f"SELECT {columns} FROM events{where} ORDER BY time_ns DESC, id DESC LIMIT ?"
     records = []
     for row in db.execute(query, [*values, arguments.limit]):
-        time_ns, name, kind, user, ip, method, path, agent, parameters, properties, trace_id = row
+        time_ns, name, kind, user, ip, method, path, agent, parameters, properties, trace_id, service = row
         records.append(
             {
                 "time_ns": time_ns,
@@ -202,6 +207,7 @@ def _events(db: sqlite3.Connection, arguments: argparse.Namespace, out: TextIO) 
                 "parameters": _loads(parameters),
                 "properties": _loads(properties),
                 "trace_id": trace_id,
+                "service": service,
             }
         )
     records.reverse()  # oldest of the most recent first, as a log reads
@@ -282,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--name", action="append", help="only this event name (repeatable)")
     events.add_argument("--user", help="only events of this user: any identifier value, or key=value")
     events.add_argument("--ip", help="only this client IP")
+    events.add_argument("--service", help="only events of this app (its OpenTelemetry service.name)")
     events.add_argument("--since", type=parse_time, help="from this time: 15m, 2h, 7d ago, or ISO 8601")
     events.add_argument("--until", type=parse_time, help="before this time (same forms)")
     events.add_argument(
@@ -290,17 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument(
         "--group-by",
         metavar="FIELD",
-        help="count events by name, type, ip, path, route, method, user_agent, user.<key>, "
+        help="count events by name, type, ip, path, route, method, user_agent, service, user.<key>, "
         "param.<key> or a property key (properties.<key>)",
     )
     events.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     return parser
-
-
-def open_read_only(path: str) -> sqlite3.Connection:
-    """The store, read-only: never creates a file (a missing store is an error, not a new one)."""
-    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
-    return sqlite3.connect(uri, uri=True, timeout=10.0)
 
 
 def _fail(message: str) -> int:

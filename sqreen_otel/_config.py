@@ -97,6 +97,7 @@ class Config:
     user_id_hmac_key: str | None = field(default=None, repr=False)
     user_on_host_spans: bool = True
     ingestion_url: str | None = None
+    otlp_endpoint: str | None = None
     token: str | None = field(default=None, repr=False)
     app_name: str | None = None
     local_store: str = field(default_factory=default_local_store)
@@ -377,6 +378,7 @@ _SETTINGS: tuple[_Setting[Any], ...] = (
         _FailClosed({"user_on_host_spans": False}, "user identifiers and traits are kept off host spans"),
     ),
     _Setting("ingestion_url", "SQREEN_INGESTION_URL", _parse_url, (str, _NONE)),
+    _Setting("otlp_endpoint", "SQREEN_OTLP_ENDPOINT", _parse_url, (str, _NONE)),
     _Setting("token", "SQREEN_TOKEN", _parse_secret(1), (str, _NONE)),
     _Setting("app_name", "SQREEN_APP_NAME", _parse_text, (str, _NONE)),
     _Setting("local_store", "SQREEN_LOCAL_STORE", _parse_path, (str, os.PathLike)),

@@ -25,6 +25,7 @@ from sqreen_otel._config import (
     MAX_VALUE_LENGTH,
 )
 from sqreen_otel._log import warn_once
+from sqreen_otel._stats import stats
 
 Scalar: TypeAlias = str | bool | int | float
 AttributeValue: TypeAlias = Scalar | tuple[str, ...] | tuple[bool, ...] | tuple[int, ...] | tuple[float, ...]
@@ -139,14 +140,31 @@ def check_bool(value: object, argument: str, where: str) -> bool:
     raise ArgumentTypeError(f"{where}: {argument} must be a bool, got {_type_name(value)}")
 
 
-def timestamp_ns(value: object, where: str, event_name: str) -> int:
-    """Nanoseconds since the epoch of a ``datetime``; a naive one is taken as UTC."""
+def timestamp_ns(value: object, where: str, event_name: str) -> int | None:
+    """Nanoseconds since the epoch of a ``datetime``; a naive one is taken as UTC.
+
+    None (the time of the call is used, counted and warned about) for a time OpenTelemetry
+    cannot carry: before 1970 or from 2262 on (past a signed 64-bit count of nanoseconds).
+    """
     if not isinstance(value, dt.datetime):
         raise ArgumentTypeError(f"{where}: timestamp must be a datetime.datetime, got {_type_name(value)}")
     if value.tzinfo is None or value.utcoffset() is None:
         warn_once(("naive_timestamp", event_name), "Event %r: naive timestamp taken as UTC.", event_name)
         value = value.replace(tzinfo=dt.timezone.utc)
-    return (value - _EPOCH) // dt.timedelta(microseconds=1) * 1000
+    try:
+        nanos = (value - _EPOCH) // dt.timedelta(microseconds=1) * 1000
+    except OverflowError:  # an offset pushing it past datetime's own range
+        nanos = -1
+    if not 0 <= nanos < _INT64_MAX:
+        stats.add("timestamps_out_of_range")
+        warn_once(
+            ("timestamp_range", event_name),
+            "Event %r: a timestamp before 1970 or from 2262 on cannot be recorded; the time of the "
+            "call is used instead.",
+            event_name,
+        )
+        return None
+    return nanos
 
 
 def clean_str(value: str, limit: int) -> str:

@@ -191,7 +191,8 @@ class TrackedEvent:
         """Replace the event's time (a naive datetime is taken as UTC)."""
         name = self._event.name if self._event is not None else ""
         nanos = timestamp_ns(timestamp, "with_timestamp()", name)
-        self._apply(timestamp_ns=nanos)
+        if nanos is not None:
+            self._apply(timestamp_ns=nanos)
         return self
 
     @guarded(lambda self, *_: self)

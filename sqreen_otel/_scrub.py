@@ -220,6 +220,8 @@ class _Plan(NamedTuple):
     key: str  # the key it is shipped under (its data part scrubbed)
     group: object | None  # _PROPERTIES, _IDENTIFIERS, or None (other attributes)
     short: str  # the key without the group's prefix
+
+
 # Our own attributes whose values are ours (constants and counts), never data.
 _BOOKKEEPING = frozenset(
     {

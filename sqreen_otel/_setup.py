@@ -65,6 +65,7 @@ def configure(
     user_id_hmac_key: str | None = _UNSET,
     user_on_host_spans: bool = _UNSET,
     ingestion_url: str | None = _UNSET,
+    otlp_endpoint: str | None = _UNSET,
     token: str | None = _UNSET,
     app_name: str | None = _UNSET,
     local_store: str = _UNSET,

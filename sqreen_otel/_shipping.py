@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from sqreen_otel._config import Config
 from sqreen_otel._drain import Drainer, DrainSettings
 from sqreen_otel._pipeline import ExportPipeline
+from sqreen_otel._placement import end_open_carriers
 from sqreen_otel._scrub import Scrubber
 from sqreen_otel._spool import Spool, SpoolSettings
 from sqreen_otel._stats import stats
@@ -85,6 +86,7 @@ class Shipping:
     def flush(self, timeout: float) -> bool:
         if self._closed:
             return True  # shut down: nothing left to flush here
+        end_open_carriers()  # builders still open outside a request: their events are final now
         deadline = time.monotonic() + timeout
         durable = self.spool.flush(timeout) if self.spool is not None else True
         tickets = [drainer.request_drain() for drainer in self.drainers]  # they drain in parallel
@@ -101,6 +103,7 @@ class Shipping:
     def shutdown(self, timeout: float) -> None:
         """Stop all, then give each the rest of one shared deadline (they finish in parallel)."""
         self._closed = True
+        end_open_carriers()
         deadline = time.monotonic() + timeout
         for pipeline in self.pipelines:
             pipeline.stop()

@@ -287,7 +287,6 @@ class Spool:
     def flush(self, timeout: float) -> bool:
         """Write what is staged now; True if it all reached the disk (or the console) in time."""
         deadline = time.monotonic() + timeout
-        end_open_carriers()
         with self._cond:
             if not self._staged and not self._in_process:
                 return not self._held
@@ -309,7 +308,6 @@ class Spool:
 
     def finish(self, deadline: float) -> None:
         """Shutdown: stop accepting, write what is staged, close (bounded by ``deadline``)."""
-        end_open_carriers()
         with self._cond:
             self._stopping = True
             self._cond.notify_all()

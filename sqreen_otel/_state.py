@@ -264,8 +264,10 @@ def current_state(ctx: context.Context | None = None) -> RequestState | None:
     """The request of the current context, or of the span in ``ctx`` (an OpenTelemetry context)."""
     if ctx is None:
         span: Span | None = _REQUEST.get()
-        if span is None:
-            return None
+        if span is None:  # set on another thread (ConcurrentMultiSpanProcessor): the current span
+            current = trace.get_current_span()
+            entry = _open.get(id(current))
+            return _state_of(entry) if entry is not None and entry.span is current else None
         entry = _open.get(id(span))
         return _state_of(entry) if entry is not None and entry.span is span else _ended_state(span)
     span = trace.get_current_span(ctx)

@@ -25,6 +25,7 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     hang: float = 0.0  # seconds to wait before answering (longer than the client's timeout: a hang)
+    body_bytes: int = 0  # a response body this long (announced, then streamed until the client goes)
 
 
 @dataclass
@@ -52,6 +53,8 @@ class Receiver:
         self.max_body = max_body  # 413 for a larger (decompressed) body
         self.received: list[Received] = []
         self.attempts: list[float] = []
+        self.connections: set[tuple[str, int]] = set()  # distinct client (address, port)
+        self.body_cut_short = False
         self._lock = threading.Lock()
         self._release = threading.Event()
         receiver = self
@@ -81,15 +84,26 @@ class Receiver:
                                 time.monotonic(),
                             )
                         )
+                with receiver._lock:
+                    receiver.connections.add(self.client_address)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(reply.body_bytes))
                 self.end_headers()
+                chunk = b"x" * 65536
+                sent = 0
+                try:
+                    while sent < reply.body_bytes:
+                        self.wfile.write(chunk)
+                        sent += len(chunk)
+                except OSError:
+                    receiver.body_cut_short = True  # the client stopped reading: as it should
 
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet."""
 
+        Handler.protocol_version = "HTTP/1.1"  # keep-alive, as real collectors do
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import flask
@@ -24,11 +25,11 @@ app = flask.Flask("sqreen_e2e")
 
 
 @app.route("/login", methods=["GET", "POST"])
-def login() -> str:
+def login() -> flask.Response:
     user = flask.request.args.get("user", "ann")
     sqreen_otel.from_context().for_user({"username": user}).track_auth_failure()
     sqreen_otel.track("request.tagged", properties={"id": flask.request.args.get("id", "")})
-    return "ok"
+    return flask.Response("ok", headers={"X-Worker": str(os.getpid())})
 
 
 instrumentor: Any = FlaskInstrumentor()  # untyped upstream

@@ -28,6 +28,9 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         batch_size=1000,
         max_queue_length=10000,
         graceful_timeout=5.0,
+        spool_interval=0.5,
+        store_max_mb=256.0,
+        store_max_age=604800.0,
         strip_sensitive_data=True,
         strip_sensitive_keys=(
             "password",
@@ -44,6 +47,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         user_id_hmac_key=None,
         user_on_host_spans=True,
         ingestion_url=None,
+        otlp_endpoint=None,
         token=None,
         app_name=None,
         local_store="/data/sqreen-otel/events.db",
