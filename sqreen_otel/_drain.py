@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from opentelemetry import context
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from sqreen_otel import _store
 from sqreen_otel._guard import report_internal_error
@@ -35,7 +35,6 @@ from sqreen_otel._log import log_every
 from sqreen_otel._model import EventExporter, SecurityEvent
 from sqreen_otel._outcome import ExportOutcome, ExportStatus
 from sqreen_otel._pipeline import Backoff
-from sqreen_otel._sdk_bridge import suppress_instrumentation_key
 from sqreen_otel._stats import stats
 
 LEASE_S = 30.0
@@ -265,16 +264,14 @@ class Drainer:
         return second if second is not None else first, failure
 
     def _export(self, events: list[SecurityEvent]) -> ExportOutcome:
-        token = context.attach(context.set_value(suppress_instrumentation_key(), True))
         try:
-            return self.exporter.export_events(events)
+            with suppress_instrumentation():  # our own exports create no spans
+                return self.exporter.export_events(events)
         except _ENCODING_ERRORS:
             return _UNENCODABLE
         except Exception as exc:  # noqa: BLE001 - an exporter bug must not kill the drainer
             report_internal_error(f"{self.name} export", exc)
             return ExportOutcome(ExportStatus.RETRY, detail=type(exc).__name__)
-        finally:
-            context.detach(token)
 
     def _drop(self, reason: str, events: int, result: _Result) -> None:
         result.dropped = True

@@ -31,14 +31,13 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from opentelemetry import context
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from sqreen_otel._guard import report_internal_error
 from sqreen_otel._log import log_every
 from sqreen_otel._outcome import ExportOutcome, ExportStatus, export_outcome
-from sqreen_otel._sdk_bridge import suppress_instrumentation_key
 from sqreen_otel._stats import stats
 
 _MAX_RETRY_AFTER_S = 300.0
@@ -244,14 +243,12 @@ class ExportPipeline:
         self._drop("queue_full", dropped)
 
     def _export(self, spans: list[ReadableSpan]) -> ExportOutcome:
-        token = context.attach(context.set_value(suppress_instrumentation_key(), True))
         try:
-            return export_outcome(self.exporter, spans)
+            with suppress_instrumentation():  # our own exports create no spans
+                return export_outcome(self.exporter, spans)
         except Exception as exc:  # noqa: BLE001 - an exporter bug must not kill the worker
             report_internal_error(f"{self.name} export", exc)
             return ExportOutcome(ExportStatus.RETRY, detail=type(exc).__name__)
-        finally:
-            context.detach(token)
 
     def _drain(self, *, force: bool, deadline: float | None) -> bool:
         """Export batches until the queue is empty (True), a retry is pending or time is up.

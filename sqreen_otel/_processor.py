@@ -22,7 +22,7 @@ from sqreen_otel._config import current_config
 from sqreen_otel._events import LiveEvent
 from sqreen_otel._guard import report_internal_error
 from sqreen_otel._placement import rescue_evicted
-from sqreen_otel._sdk_bridge import has_events
+from sqreen_otel._sdk_bridge import ON_ENDING, has_events
 from sqreen_otel._shipping import Shipping
 from sqreen_otel._state import pending_environ, request_ending, request_started
 
@@ -52,7 +52,8 @@ class SqreenSpanProcessor(SpanProcessor):
         except Exception as exc:  # noqa: BLE001 - never raise into the span lifecycle
             report_internal_error("on_start", exc)
 
-    def _on_ending(self, span: SdkSpan) -> None:
+    def _on_ending(self, span: ReadableSpan) -> None:
+        """The span-end work, before any processor's ``on_end`` (see ``_sdk_bridge.ON_ENDING``)."""
         try:
             state = request_ending(span)
             if state is not None and state.events:
@@ -71,6 +72,8 @@ class SqreenSpanProcessor(SpanProcessor):
             report_internal_error("on_ending", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
+        if not ON_ENDING:
+            self._on_ending(span)  # an SDK without the hook: we are first in line (install_processor)
         if not self._event_counts:
             return
         try:

@@ -1,8 +1,13 @@
 """The only place that touches OpenTelemetry SDK internals.
 
-Everything here is pinned by pyproject's ``opentelemetry-sdk`` range and checked by
-tests/test_sdk_bridge.py, so an SDK upgrade that moves these internals fails loudly in CI
-instead of silently losing events.
+Each is checked by tests/test_sdk_bridge.py, run against the oldest and the newest SDK of
+pyproject's range (``make compat``), so an SDK that moves one fails loudly in CI instead of
+silently losing events. Where an SDK of the range lacks one, the best available path is here:
+
+* ``ON_ENDING``: SDK 1.39 added the ``_on_ending`` hook (called, for every processor, before
+  any ``on_end``). Without it, ``install_processor`` puts our processor *first*, and it does
+  its span-end work at the start of its ``on_end``: the span it gets there shares its
+  attributes and events with the ending span, and no other processor has seen it yet.
 
 * ``add_event_if_open``: put an event object on a span, atomically with the span's own
   "has it ended?" check (the public ``add_event`` would freeze our attributes on the spot,
@@ -24,8 +29,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
+from opentelemetry.sdk.trace import (
+    Event,
+    ReadableSpan,
+    SpanLimits,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+)
 from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import Span, Tracer, TracerProvider
 
@@ -48,10 +60,18 @@ def add_event_if_open(span: SdkSpan, event: Event) -> bool:
 
 def set_attributes_while_ending(span: SdkSpan, attributes: Mapping[str, str | tuple[str, ...]]) -> None:
     """Set already-clean string attributes on a span in ``_on_ending`` (before any ``on_end``)."""
-    store: Any = span._attributes  # a BoundedAttributes, frozen by Span.end()
+    _set_raw(span._attributes, attributes)  # a BoundedAttributes, frozen by Span.end() (SDK 1.39+)
+
+
+def _set_raw(store: Any, values: Mapping[str, Any]) -> None:
+    """Set already-valid values in a ``BoundedAttributes``, frozen or not, without re-cleaning."""
     with store._lock:
-        for key, value in attributes.items():
-            store._setitem_locked(key, value)
+        locked_setter = getattr(store, "_setitem_locked", None)  # SDK 1.39+
+        for key, value in values.items():
+            if locked_setter is not None:
+                locked_setter(key, value)
+            else:  # SDK 1.38: no locked setter (and nothing frozen)
+                store._dict[key] = value
 
 
 def attributes_copy(values: dict[str, Any], dropped: int) -> Mapping[str, Any]:
@@ -65,9 +85,7 @@ def attributes_copy(values: dict[str, Any], dropped: int) -> Mapping[str, Any]:
         return values
     attributes = BoundedAttributes(None, None, immutable=False)
     store: Any = attributes
-    with store._lock:
-        for key, value in values.items():
-            store._setitem_locked(key, value)
+    _set_raw(store, values)
     store._immutable = True
     attributes.dropped = dropped
     return attributes
@@ -120,11 +138,18 @@ def carrier_tracer(provider: TracerProvider, name: str, version: str) -> Tracer:
     return tracer
 
 
-def suppress_instrumentation_key() -> str:
-    """The context key that tells instrumentations not to trace our own export calls."""
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+ON_ENDING = callable(getattr(SynchronousMultiSpanProcessor, "_on_ending", None))
 
-    return _SUPPRESS_INSTRUMENTATION_KEY
+
+def install_processor(provider: SdkTracerProvider, processor: SpanProcessor) -> None:
+    """Add ``processor`` to ``provider``: first in line where the SDK has no ``_on_ending``."""
+    provider.add_span_processor(processor)
+    if ON_ENDING:
+        return
+    multi: Any = provider._active_span_processor
+    with multi._lock:
+        others = tuple(p for p in multi._span_processors if p is not processor)
+        multi._span_processors = (processor, *others)
 
 
 def configure_sdk_from_environment() -> None:

@@ -27,6 +27,7 @@ from sqreen_otel._placement import use_provider
 from sqreen_otel._processor import SqreenSpanProcessor
 from sqreen_otel._scrub import Scrubber
 from sqreen_otel._scrubbing_exporter import ScrubbingSpanExporter
+from sqreen_otel._sdk_bridge import install_processor
 from sqreen_otel._shipping import Shipping
 
 _lock = threading.Lock()
@@ -139,7 +140,7 @@ def install(
         processor = _processors.get(provider)
         if processor is None:
             processor = SqreenSpanProcessor()
-            provider.add_span_processor(processor)
+            install_processor(provider, processor)
             _processors[provider] = processor
         processor.set_shipping(_shipping(config, exporter, processor.shipping, _service_name(provider)))
         use_provider(provider)

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context, trace
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import Span, SpanKind
 
@@ -66,7 +67,7 @@ class _Open:
         self.token = _REQUEST.set(span)
 
 
-_open: dict[int, _Open] = {}  # id(span) -> open request
+_open: dict[int, _Open] = {}  # span id -> open request
 _recently_ended: collections.OrderedDict[int, RequestState] = collections.OrderedDict()  # span id ->
 _RECENTLY_ENDED = 256
 _fork.in_child(_after_fork)
@@ -76,25 +77,26 @@ def request_started(span: SdkSpan, environ: Mapping[str, Any] | None) -> None:
     """A request span started (processor ``on_start``): make it current, cheaply."""
     if len(_open) >= _MAX_OPEN_REQUESTS:
         _open.pop(next(iter(_open)))  # the oldest: a span that never ended
-    _open[id(span)] = _Open(span, environ)
+    _open[span.context.span_id] = _Open(span, environ)
 
 
-def request_ending(span: SdkSpan) -> RequestState | None:
-    """The request span ends (processor ``_on_ending``): undo ``request_started``; its state if any.
+def request_ending(span: ReadableSpan) -> RequestState | None:
+    """The request span ends (processor ``_on_ending``, else ``on_end`` with its readable copy):
+    undo ``request_started``; its state if any.
 
     Copies of the context keep the span (now ended): a late call finds the state through
     ``_recently_ended``."""
-    entry = _open.pop(id(span), None)
+    entry = _open.pop(span.context.span_id, None) if span.context is not None else None
     if entry is None:
         return None
-    if _REQUEST.get() is span:
+    if _REQUEST.get() is entry.span:
         try:
             _REQUEST.reset(entry.token)
         except ValueError:  # ended from another context than it started in
             _REQUEST.set(None)
     state = entry.state
     if state is not None:
-        _recently_ended[span.get_span_context().span_id] = state
+        _recently_ended[entry.span.context.span_id] = state
         if len(_recently_ended) > _RECENTLY_ENDED:
             _recently_ended.popitem(last=False)
     return state
@@ -104,7 +106,7 @@ def bind_environ(environ: Mapping[str, Any]) -> bool:
     """The middleware runs inside an open request span (an outer OTel middleware): give it the
     environ. False if no request span is open in this context."""
     span = _REQUEST.get()
-    entry = _open.get(id(span)) if span is not None else None
+    entry = _open.get(span.context.span_id) if span is not None else None
     if entry is None or entry.span is not span:
         return False
     if entry.environ is None:
@@ -154,7 +156,7 @@ class RequestState:
         """Make a state of ours (an unsampled request's carrier) the current request."""
         entry = _Open(self.span, None)
         entry.state = self
-        _open[id(self.span)] = entry
+        _open[self.span.context.span_id] = entry
 
     def close(self) -> None:
         """Undo ``open``."""
@@ -266,12 +268,12 @@ def current_state(ctx: context.Context | None = None) -> RequestState | None:
         span: Span | None = _REQUEST.get()
         if span is None:  # set on another thread (ConcurrentMultiSpanProcessor): the current span
             current = trace.get_current_span()
-            entry = _open.get(id(current))
+            entry = _open.get(current.get_span_context().span_id)
             return _state_of(entry) if entry is not None and entry.span is current else None
-        entry = _open.get(id(span))
+        entry = _open.get(span.get_span_context().span_id)
         return _state_of(entry) if entry is not None and entry.span is span else _ended_state(span)
     span = trace.get_current_span(ctx)
-    entry = _open.get(id(span))
+    entry = _open.get(span.get_span_context().span_id)
     if entry is not None and entry.span is span:
         return _state_of(entry)
     span_context = span.get_span_context()
