@@ -235,6 +235,7 @@ def bench_export(rounds: int, spans_per_round: int = 500) -> list[str]:
     from sqreen_otel._model import scrubbed_events
     from sqreen_otel._scrub import Scrubber
     from sqreen_otel._spool import Spool, SpoolSettings
+    from sqreen_otel._store import origin_for
     from sqreen_otel.exporters.otlp import encode_logs
 
     batches = [request_spans(spans_per_round, seed=round_) for round_ in range(min(rounds, 11))]
@@ -243,7 +244,8 @@ def bench_export(rounds: int, spans_per_round: int = 500) -> list[str]:
     with tempfile.TemporaryDirectory() as folder:
 
         def spool_round(index: int) -> float:
-            spool = Spool(f"{folder}/store-{index}.db", Scrubber(), settings, service="bench")
+            origin = origin_for("bench", {})
+            spool = Spool(f"{folder}/store-{index}.db", Scrubber(), settings, origin=origin)
             spool._db()  # the store exists already in a running app: not timed
             spans = batches[index % len(batches)]
             for span in spans:

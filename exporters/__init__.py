@@ -41,7 +41,8 @@ def _otlp(endpoint: str | None, service: str | None) -> EventExporter:
 def remote_exporter_factories(
     config: Config, service: str | None
 ) -> list[tuple[str, Callable[[], EventExporter]]]:
-    """(name, factory) per configured remote exporter; a factory builds a fresh one (after fork too)."""
+    """(name, factory) per configured remote exporter; a factory builds a fresh one (after fork
+    too). Raises ``ValueError`` for a destination that cannot be used (a bad URL)."""
     factories: dict[str, Callable[[], EventExporter]] = {
         "otlp": lambda: _otlp(config.otlp_endpoint, service),
         "http": lambda: SqreenHttpExporter(config.ingestion_url or "", config.token, config.app_name),

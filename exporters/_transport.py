@@ -4,6 +4,8 @@
   connection the server closed while idle is replaced and the request sent once more.
 * TLS is verified (the system trust store, or the given CA file); redirects are never
   followed: a 3xx is reported as the refusal it is.
+* One request takes at most ``timeout`` seconds in all, however slowly the server answers
+  (a watchdog shuts the socket down at the deadline), so ``max_seconds`` bounds a ``post``.
 * The response body is read up to 64 KiB and no further: a destination answering with a huge
   body costs nothing (the connection is then dropped rather than drained).
 * The status decides the outcome (``_outcome``): 2xx delivered; 408, 429, 5xx retry (honouring
@@ -13,14 +15,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http.client
 import os
+import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
 
+from sqreen_otel._model import EventExporter
 from sqreen_otel._outcome import SUCCESS, ExportOutcome, ExportStatus
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -95,6 +101,18 @@ class HttpTransport:
                 self._connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
         return self._connection
 
+    @property
+    def max_seconds(self) -> float:
+        """The longest a ``post`` takes (a second attempt on a new connection included)."""
+        return 2 * self.timeout + 1.0
+
+    @property
+    def identity(self) -> str:
+        """The URL and the headers sent (credentials included), for ``EventExporter.destination``."""
+        return "\n".join(
+            [self.url, *(f"{key.lower()}: {value}" for key, value in sorted(self._headers.items()))]
+        )
+
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
@@ -106,18 +124,21 @@ class HttpTransport:
         for attempt in (0, 1):
             reused = self._connection is not None
             connection = self._connect()
+            watchdog = _Watchdog(connection, self.timeout)
             try:
                 connection.request("POST", self._target, body=body, headers=all_headers)
                 response = connection.getresponse()
+                return self._answer(response)
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as error:
                 self.close()
-                if reused and attempt == 0:
+                if reused and attempt == 0 and not watchdog.fired:
                     continue  # the server closed the idle connection: once more on a new one
-                return ExportOutcome(ExportStatus.RETRY, detail=type(error).__name__)
+                return ExportOutcome(ExportStatus.RETRY, detail=watchdog.detail(error))
             except (OSError, http.client.HTTPException) as error:
                 self.close()
-                return ExportOutcome(ExportStatus.RETRY, detail=type(error).__name__)
-            return self._answer(response)
+                return ExportOutcome(ExportStatus.RETRY, detail=watchdog.detail(error))
+            finally:
+                watchdog.cancel()
         return ExportOutcome(ExportStatus.RETRY, detail="connection closed")
 
     def _answer(self, response: http.client.HTTPResponse) -> ExportOutcome:
@@ -126,7 +147,49 @@ class HttpTransport:
             response.read(MAX_RESPONSE_BYTES)
             complete = response.isclosed()
         except (OSError, http.client.HTTPException):
-            complete = False
+            complete = False  # the answer's status is known: the body does not matter
         if not complete or response.will_close:
             self.close()  # never drain a huge body; the next batch opens a new connection
         return outcome
+
+
+class HttpEventExporter(EventExporter):
+    """An event exporter that POSTs through one ``HttpTransport`` (set with ``_use``)."""
+
+    _transport: HttpTransport
+
+    def _use(self, transport: HttpTransport) -> None:
+        self._transport = transport
+        self.max_export_seconds = transport.max_seconds
+
+    @property
+    def destination(self) -> str:
+        return self._transport.identity
+
+    def shutdown(self) -> None:
+        self._transport.close()
+
+
+class _Watchdog:
+    """Shuts a connection's socket down once ``seconds`` have passed: the socket timeout bounds
+    each read, not a whole exchange a server could drip out one byte at a time."""
+
+    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
+        self.fired = False
+        self._connection = connection
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self._connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def detail(self, error: BaseException) -> str:
+        return "request timed out" if self.fired else type(error).__name__

@@ -12,10 +12,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqreen_otel._model import EventExporter, SecurityEvent, iso_time
+from sqreen_otel._model import SecurityEvent, iso_time
 from sqreen_otel._outcome import SUCCESS, ExportOutcome
 from sqreen_otel._version import __version__
-from sqreen_otel.exporters._transport import HttpTransport
+from sqreen_otel.exporters._transport import HttpEventExporter, HttpTransport
 
 __all__ = ["SqreenHttpExporter", "encode_points", "point"]
 
@@ -72,7 +72,7 @@ def encode_points(events: Sequence[SecurityEvent]) -> tuple[int, bytes]:
     return len(points), gzip.compress(body, compresslevel=6)
 
 
-class SqreenHttpExporter(EventExporter):
+class SqreenHttpExporter(HttpEventExporter):
     """POSTs security events to an ingestion endpoint (see the module docstring)."""
 
     def __init__(
@@ -88,7 +88,7 @@ class SqreenHttpExporter(EventExporter):
             headers["X-Api-Key"] = token
         if app_name:
             headers["X-App-Name"] = app_name
-        self._transport = HttpTransport(url, headers, timeout)
+        self._use(HttpTransport(url, headers, timeout))
 
     def export_events(self, events: Sequence[SecurityEvent]) -> ExportOutcome:
         count, body = encode_points(events)
@@ -99,6 +99,3 @@ class SqreenHttpExporter(EventExporter):
     def _send(self, body: bytes) -> ExportOutcome:
         """POST one gzip-compressed batch and classify the answer."""
         return self._transport.post(body)
-
-    def shutdown(self) -> None:
-        self._transport.close()

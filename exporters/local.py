@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Sequence
 
 from sqreen_otel import _store
@@ -25,6 +24,7 @@ class LocalStoreExporter(EventExporter):
     def __init__(self, path: str, service: str | None = None) -> None:
         self.path = path
         self.service = service
+        self._origin = _store.origin_for(service, {})
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
         self._pid = 0
@@ -36,20 +36,19 @@ class LocalStoreExporter(EventExporter):
         return self._connection
 
     def export_events(self, events: Sequence[SecurityEvent]) -> ExportOutcome:
-        stored_ns = time.time_ns()
         rows = []
         ranks: dict[tuple[str, str], int] = {}
         for event in events:
             rank = ranks[event.trace_id, event.span_id] = ranks.get((event.trace_id, event.span_id), -1) + 1
             try:
-                rows.append(_store.event_row(event, rank, self.service, stored_ns))
+                rows.append(_store.event_row(event, rank, self.service))
             except (ValueError, TypeError, OverflowError):
                 continue  # one event that cannot be stored never blocks the others
         if not rows:
             return SUCCESS
         with self._lock:
             try:
-                _store.insert(self._db(), rows)
+                _store.insert(self._db(), rows, self._origin.id)
             except sqlite3.Error as exc:  # locked, disk full, read-only: keep the batch and retry
                 self._connection = None
                 return ExportOutcome(ExportStatus.RETRY, detail=f"sqlite: {type(exc).__name__}")

@@ -34,11 +34,11 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from sqreen_otel import _schema
-from sqreen_otel._model import EventExporter, SecurityEvent
+from sqreen_otel._model import SecurityEvent
 from sqreen_otel._outcome import SUCCESS, ExportOutcome
 from sqreen_otel._scrubbing_exporter import ScrubbingSpanExporter
 from sqreen_otel._version import __version__
-from sqreen_otel.exporters._transport import HttpTransport
+from sqreen_otel.exporters._transport import HttpEventExporter, HttpTransport
 
 __all__ = ["OTLPEventExporter", "OTLPSpanExporter", "ScrubbingOTLPSpanExporter", "encode_logs"]
 
@@ -139,7 +139,7 @@ def _ssl_context(environ: Mapping[str, str]) -> ssl.SSLContext:
     return context
 
 
-class OTLPEventExporter(EventExporter):
+class OTLPEventExporter(HttpEventExporter):
     """Security events as OTLP log records over OTLP/HTTP (see the module docstring)."""
 
     def __init__(
@@ -166,7 +166,7 @@ class OTLPEventExporter(EventExporter):
             request_headers["Content-Encoding"] = "gzip"
         seconds = timeout if timeout is not None else float(_env("TIMEOUT", env) or 10)
         context = _ssl_context(env) if self.endpoint.startswith("https:") else None
-        self._transport = HttpTransport(self.endpoint, request_headers, seconds, context)
+        self._use(HttpTransport(self.endpoint, request_headers, seconds, context))
 
     def export_events(self, events: Sequence[SecurityEvent]) -> ExportOutcome:
         if not events:
@@ -175,9 +175,6 @@ class OTLPEventExporter(EventExporter):
         if self.compression == "gzip":
             body = gzip.compress(body, compresslevel=6)
         return self._transport.post(body)
-
-    def shutdown(self) -> None:
-        self._transport.close()
 
 
 class ScrubbingOTLPSpanExporter(ScrubbingSpanExporter):

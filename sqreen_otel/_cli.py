@@ -22,7 +22,7 @@ from typing import Any, NoReturn, TextIO
 
 from sqreen_otel._config import current_config
 from sqreen_otel._display import safe_text
-from sqreen_otel._store import open_read_only
+from sqreen_otel._store import event_columns, open_read_only
 
 _FIELDS = {
     "name": "name",
@@ -183,13 +183,21 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequen
         )
 
 
+def _source(db: sqlite3.Connection) -> str:
+    """The events to read: a store written before schema 2 has no ``service`` column (read-only,
+    it cannot be upgraded here), so it reads as NULL."""
+    if "service" in event_columns(db):
+        return "events"
+    return "(SELECT *, NULL AS service FROM events) AS events"
+
+
 def _events(db: sqlite3.Connection, arguments: argparse.Namespace, out: TextIO) -> None:
     where, values = _where(arguments)
     columns = (
         "time_ns, name, type, user, client_ip, method, path, user_agent, parameters, properties, trace_id,"
         " service"
     )
-    query = f"SELECT {columns} FROM events{where} ORDER BY time_ns DESC, id DESC LIMIT ?"
+    query = f"SELECT {columns} FROM {_source(db)}{where} ORDER BY time_ns DESC, id DESC LIMIT ?"
     records = []
     for row in db.execute(query, [*values, arguments.limit]):
         time_ns, name, kind, user, ip, method, path, agent, parameters, properties, trace_id, service = row
@@ -241,8 +249,8 @@ def _groups(db: sqlite3.Connection, arguments: argparse.Namespace, out: TextIO) 
     expression, expression_values = _group_expression(arguments.group_by)
     where, values = _where(arguments)
     query = (
-        f"SELECT {expression} AS value, COUNT(*) AS count, MIN(time_ns), MAX(time_ns) FROM events{where}"
-        " GROUP BY value ORDER BY count DESC, value LIMIT ?"
+        f"SELECT {expression} AS value, COUNT(*) AS count, MIN(time_ns), MAX(time_ns)"
+        f" FROM {_source(db)}{where} GROUP BY value ORDER BY count DESC, value LIMIT ?"
     )
     groups = [
         {"value": value, "count": count, "first": _iso(first), "last": _iso(last)}

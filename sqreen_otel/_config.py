@@ -299,6 +299,8 @@ def _parse_text(value: Any) -> str | None:
 def _parse_path(value: Any) -> str:
     if not isinstance(value, str | os.PathLike) or not str(value).strip():
         raise TypeError("expected a file path")
+    if "\x00" in str(value):
+        raise ValueError("a file path cannot contain NUL")
     return os.path.abspath(os.path.expanduser(str(value).strip()))
 
 

@@ -2,13 +2,18 @@
 
 * Each process runs one drainer thread per remote exporter. On the heartbeat
   (``SQREEN_HEARTBEAT_DELAY``), earlier when a full batch is waiting, on ``flush()`` and at
-  shutdown, it takes the lease of the exporter's cursor for this service (``_store``) and
-  sends what follows the cursor in batches of ``batch_size``, advancing the cursor after each
-  delivered batch. One process sends at a time; when one dies, its lease expires and another
-  worker (or the restarted app) goes on from the cursor: what a dead process left is
-  delivered, and a delivered batch is not sent again (a crash between a destination's answer
-  and the cursor update can repeat that one batch; every event carries its unique
-  ``event_key`` for the destination to de-duplicate).
+  shutdown, it takes the lease of its route's cursor (``_store``: this exporter, this app's
+  service and destination) and sends what follows the cursor in batches of ``batch_size``,
+  advancing the cursor after each delivered batch. One process sends at a time; when one
+  dies, its lease expires and another worker (or the restarted app) goes on from the cursor:
+  what a dead process left is delivered, and a delivered batch is not sent again (a crash
+  between a destination's answer and the cursor update can repeat that one batch; every
+  event carries its unique ``event_key`` for the destination to de-duplicate).
+* The lease outlives any one request: it is renewed before each request for longer than the
+  exporter's bound on a request (``EventExporter.max_export_seconds``), and a drainer that
+  finds it lost stops at once, so two processes never send the same batch.
+* Undelivered rows the store's bounds deleted (by any process) are counted here, for this
+  exporter: ``events_dropped.store_bound.<exporter>``, and ``flush()`` returns False.
 * Failures: ``RETRY`` waits with exponential backoff and full jitter, or the destination's
   ``Retry-After`` (which binds every process: it is stored with the cursor); ``REFUSED``
   (authentication, a redirect) keeps the events and backs off at the cap, logging an error;
@@ -31,13 +36,13 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from sqreen_otel import _store
 from sqreen_otel._guard import report_internal_error
-from sqreen_otel._log import log_every
+from sqreen_otel._log import log_every, logger
 from sqreen_otel._model import EventExporter, SecurityEvent
 from sqreen_otel._outcome import ExportOutcome, ExportStatus
 from sqreen_otel._pipeline import Backoff
 from sqreen_otel._stats import stats
 
-LEASE_S = 30.0
+LEASE_MARGIN_S = 30.0  # a lease lasts the exporter's longest request plus this
 _ENCODING_ERRORS = (ValueError, TypeError, OverflowError, UnicodeError)
 _UNENCODABLE = ExportOutcome(ExportStatus.PERMANENT, detail="unencodable")
 
@@ -53,10 +58,16 @@ class DrainSettings:
 
 @dataclass
 class _Result:
-    """What one drain did: caught up with the store, and whether it dropped anything."""
+    """What one drain did: caught up with the store, whether it dropped anything, and whether
+    another process held the lease."""
 
     caught_up: bool = False
     dropped: bool = False
+    busy: bool = False
+
+
+class _LeaseLost(Exception):
+    """Another process took our lease (we were too slow): stop sending at once."""
 
 
 class Drainer:
@@ -68,13 +79,13 @@ class Drainer:
         exporter_factory: Callable[[], EventExporter],
         path: str,
         *,
-        service: str | None,
+        route: str,
         settings: DrainSettings,
         backoff: Backoff | None = None,
     ) -> None:
         self.name = name
         self.path = path
-        self.service = service
+        self.route = route
         self.settings = settings
         self._factory = exporter_factory
         self._backoff = backoff or Backoff()
@@ -84,6 +95,8 @@ class Drainer:
         self._pid = os.getpid()
         self.exporter = self._factory()
         self._owner = _store.lease_owner()
+        self._lease_s = float(self.exporter.max_export_seconds) + LEASE_MARGIN_S
+        self._dropped_seen: int | None = None  # the route's ``dropped`` count already reported
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._connection: sqlite3.Connection | None = None
@@ -138,33 +151,36 @@ class Drainer:
                 self._force = False
             result = self._drain(force=force or stopping, deadline=self._deadline if stopping else None)
             next_beat = time.monotonic() + self.settings.heartbeat_delay
+            if result.busy:  # another process drains: look again later, not in a loop
+                self._retry_at = max(
+                    self._retry_at, time.monotonic() + min(1.0, self.settings.heartbeat_delay)
+                )
             with self._cond:
                 self._last = result
                 self._done = wanted
                 self._cond.notify_all()
             if stopping:
                 if not result.caught_up:
-                    self._left_in_store()
+                    self._left_in_store(release=True)
                 self._close()
                 return
 
     def _full_batch_waiting(self) -> bool:
         """Under the lock, cheap: is a full batch of ours waiting after the cursor?"""
         try:
-            db = self._db()
-            row = db.execute(
-                "SELECT delivered_id FROM deliveries WHERE exporter = ? AND service = ?",
-                (self.name, _store.service_key(self.service)),
-            ).fetchone()
-            return row is not None and _store.last_id(db, self.service) - row[0] >= self.settings.batch_size
+            size = self.settings.batch_size
+            return _store.backlog(self._db(), self.route, at_most=size) >= size
         except sqlite3.Error:
             self._connection = None
             return False
 
     def _db(self) -> sqlite3.Connection:
         if self._connection is None:
-            self._connection = _store.connect(self.path)
-            _store.open_cursor(self._connection, self.name, self.service)
+            connection = _store.connect(self.path)
+            if self._dropped_seen is None:  # the first time in this process
+                self._dropped_seen = _store.cursor_of(connection, self.route)[1]
+                self._report_waiting_elsewhere(connection)
+            self._connection = connection
         return self._connection
 
     def _drain(self, *, force: bool, deadline: float | None) -> _Result:
@@ -175,17 +191,21 @@ class Drainer:
             return result
         try:
             db = self._db()
-            cursor = _store.take_lease(db, self.name, self.service, self._owner, LEASE_S)
+            self._count_store_drops(db, result)
+            cursor = _store.take_lease(db, self.route, self._owner, self._lease_s)
             if cursor is None:
-                return result  # another process is draining, or waits out a Retry-After
+                result.busy = True  # another process is draining, or waits out a Retry-After
+                return result
             hold_until: float | None = None
             try:
                 hold_until = self._drain_leased(db, cursor, deadline, result)
-            finally:
-                if hold_until is None:
-                    _store.release_lease(db, self.name, self.service, self._owner)
-                else:  # keep the lease through the retry delay: it binds every process
-                    _store.hold_lease(db, self.name, self.service, self._owner, hold_until)
+            except _LeaseLost:
+                return result  # not ours any more: nothing to release
+            if hold_until is None:
+                _store.release_lease(db, self.route, self._owner)
+            else:  # keep the lease through the retry delay: it binds every process
+                _store.hold_lease(db, self.route, self._owner, hold_until)
+            self._count_store_drops(db, result)
             return result
         except sqlite3.Error as error:
             self._connection = None
@@ -199,6 +219,26 @@ class Drainer:
                 type(error).__name__,
             )
             return result
+
+    def _report_waiting_elsewhere(self, connection: sqlite3.Connection) -> None:
+        elsewhere = _store.waiting_elsewhere(connection, self.route)
+        if elsewhere:
+            logger.warning(
+                "sqreen_otel: %d security events of this service wait in the event store %s for another "
+                "%s destination (another app, or this one before a change of URL or credentials); they "
+                "are not sent to this one and stay readable with `sqreen-otel events`.",
+                elsewhere,
+                self.path,
+                self.name,
+            )
+
+    def _count_store_drops(self, db: sqlite3.Connection, result: _Result) -> None:
+        """Report the undelivered rows the store's bounds deleted since we last looked."""
+        dropped = _store.cursor_of(db, self.route)[1]
+        seen = self._dropped_seen if self._dropped_seen is not None else dropped
+        self._dropped_seen = dropped
+        if dropped > seen:
+            self._drop("store_bound", dropped - seen, result)
 
     def _wait_until_allowed(self, force: bool, deadline: float | None) -> bool:
         now = time.monotonic()
@@ -217,7 +257,7 @@ class Drainer:
         while True:
             if deadline is not None and time.monotonic() >= deadline:
                 return None
-            rows = _store.pending_rows(db, self.service, cursor, self.settings.batch_size)
+            rows = _store.pending_rows(db, self.route, cursor, self.settings.batch_size)
             if not rows:
                 result.caught_up = True
                 self._attempt = 0
@@ -229,12 +269,12 @@ class Drainer:
                     items.append((row_id, _store.event_from_row(row)))
                 except _ENCODING_ERRORS:
                     self._drop("unencodable", 1, result)
-            handled, failure = self._send(items, result) if items else (None, None)
+            handled, failure = self._send(db, items, result) if items else (None, None)
             position = rows[-1][0] if failure is None else (handled or cursor)
             if position > cursor:
-                _store.advance(db, self.name, self.service, self._owner, position)
+                if not _store.advance(db, self.route, self._owner, position):
+                    raise _LeaseLost
                 cursor = position
-                _store.take_lease(db, self.name, self.service, self._owner, LEASE_S)  # renew
             if failure is not None:
                 delay = self._schedule_retry(failure)
                 if deadline is not None and time.monotonic() + delay <= deadline:
@@ -242,8 +282,12 @@ class Drainer:
                     continue
                 return time.time() + delay
 
-    def _send(self, items: list[Item], result: _Result) -> tuple[int | None, ExportOutcome | None]:
+    def _send(
+        self, db: sqlite3.Connection, items: list[Item], result: _Result
+    ) -> tuple[int | None, ExportOutcome | None]:
         """Deliver ``items`` in order; (last id handled, the failure that stopped us or None)."""
+        if _store.take_lease(db, self.route, self._owner, self._lease_s) is None:  # renew first
+            raise _LeaseLost
         outcome = self._export([event for _, event in items])
         if outcome.status is ExportStatus.SUCCESS:
             stats.add(f"events_exported.{self.name}", len(items))
@@ -257,10 +301,10 @@ class Drainer:
             self._drop(reason, 1, result)
             return items[0][0], None
         half = len(items) // 2
-        first, failure = self._send(items[:half], result)
+        first, failure = self._send(db, items[:half], result)
         if failure is not None:
             return first, failure
-        second, failure = self._send(items[half:], result)
+        second, failure = self._send(db, items[half:], result)
         return second if second is not None else first, failure
 
     def _export(self, events: list[SecurityEvent]) -> ExportOutcome:
@@ -356,25 +400,35 @@ class Drainer:
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():  # stuck on the destination: its events stay on disk
-                self._left_in_store()
+                self._left_in_store(release=False)
 
-    def _left_in_store(self) -> None:
-        """At shutdown, say what stays queued (on disk: the next process of the app delivers it)."""
+    def _left_in_store(self, *, release: bool) -> None:
+        """At shutdown, say what stays queued (on disk: the next process of the app delivers it).
+
+        ``release``: give the lease up for the next process, keeping a destination's
+        ``Retry-After`` binding on it. A drainer stuck on its destination keeps it: the request
+        may still be answered, and once this process is gone its lease is seen dead at once.
+        Bounded by the shutdown deadline: a store locked by someone else is not waited for.
+        """
+        deadline = self._deadline if self._deadline is not None else time.monotonic() + 1.0
+        wait = max(0.05, min(1.0, deadline - time.monotonic()))  # past the deadline: a glance only
+        left: int | None = None  # unknown if the store is locked by someone else
         try:
-            db = _store.connect(self.path)  # its own: the drainer thread may still hold ours
+            db = _store.connect(self.path, timeout=wait)  # its own: the drainer thread may hold ours
             try:
-                _store.release_lease(db, self.name, self.service, self._owner)  # for the next process
-                row = db.execute(
-                    "SELECT delivered_id FROM deliveries WHERE exporter = ? AND service = ?",
-                    (self.name, _store.service_key(self.service)),
-                ).fetchone()
-                left = _store.last_id(db, self.service) - (row[0] if row else 0)
+                if release:
+                    not_before = None
+                    if self._not_before > time.monotonic():
+                        not_before = time.time() + (self._not_before - time.monotonic())
+                    _store.release_lease(db, self.route, self._owner, not_before)
+                left = _store.backlog(db, self.route)
             finally:
                 db.close()
         except sqlite3.Error:
-            return
-        if left > 0:
-            stats.add(f"events_left_in_store.{self.name}", left)
+            pass
+        if left is None or left > 0:
+            if left:
+                stats.add(f"events_left_in_store.{self.name}", left)
             log_every(
                 ("left", self.name),
                 60.0,

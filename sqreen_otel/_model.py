@@ -83,6 +83,17 @@ class EventExporter(SpanExporter, abc.ABC):
     pipeline, ``ScrubbingSpanExporter`` hands it the events its own scrubber produced.
     """
 
+    #: The longest one ``export_events`` call may take, in seconds: a drainer's lease on the
+    #: queue outlives it, so no other process sends the same batch meanwhile.
+    max_export_seconds: float = 60.0
+
+    @property
+    def destination(self) -> str:
+        """Where the events go, credentials included: apps sharing an event store share a queue
+        only with apps of the same service sending to the same destination (the store keeps
+        only a hash of it)."""
+        return f"{type(self).__module__}.{type(self).__qualname__}"
+
     @abc.abstractmethod
     def export_events(self, events: Sequence[SecurityEvent]) -> ExportOutcome:
         """Ship already-scrubbed events."""

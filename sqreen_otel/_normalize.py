@@ -371,7 +371,10 @@ def _flat_and_clean(properties: Mapping[Any, Any], max_properties: int) -> dict[
         elif kind is int:
             if not _INT64_MIN <= value <= _INT64_MAX:
                 return None
-        elif kind is not bool and kind is not float:
+        elif kind is float:
+            if value - value != 0.0:  # NaN or an infinity: the general path spells them out
+                return None
+        elif kind is not bool:
             return None
     return dict(properties)
 

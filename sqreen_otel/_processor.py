@@ -88,4 +88,8 @@ class SqreenSpanProcessor(SpanProcessor):
         return self.shipping.flush(timeout_millis / 1000)
 
     def shutdown(self) -> None:
-        self.shipping.shutdown(current_config().graceful_timeout)
+        self.close(current_config().graceful_timeout)
+
+    def close(self, timeout: float) -> None:
+        """Flush and stop within ``timeout`` seconds (once: later calls return at once)."""
+        self.shipping.shutdown(timeout)

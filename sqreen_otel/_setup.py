@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from sqreen_otel import _fork
-from sqreen_otel._config import Config, build_config, set_current_config
+from sqreen_otel._config import Config, build_config, current_config, set_current_config
 from sqreen_otel._log import reset_logs, warn_once
 from sqreen_otel._pipeline import ExportPipeline, PipelineSettings
 from sqreen_otel._placement import use_provider
@@ -166,5 +166,6 @@ def shutdown() -> None:
     """Flush and close every pipeline within ``SQREEN_GRACEFUL_TIMEOUT`` (also run at exit)."""
     with _lock:
         processors = list(_processors.values())
+    deadline = time.monotonic() + current_config().graceful_timeout  # one budget for them all
     for processor in processors:
-        processor.shutdown()
+        processor.close(max(0.0, deadline - time.monotonic()))

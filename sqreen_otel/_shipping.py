@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from sqreen_otel import _store
 from sqreen_otel._config import Config
 from sqreen_otel._drain import Drainer, DrainSettings
 from sqreen_otel._pipeline import ExportPipeline
@@ -50,6 +51,9 @@ class Shipping:
             return cls()
         remote = [name for name in names if name in REMOTE]
         path = config.local_store if ("local" in names or remote) else None
+        factories = remote_exporter_factories(config, service) if path is not None else []
+        # This app's routes: its service and each destination (a queue shared only with alike apps).
+        origin = _store.origin_for(service, {name: factory().destination for name, factory in factories})
         spool = Spool(
             path,
             Scrubber.from_config(config),
@@ -60,17 +64,16 @@ class Shipping:
                 int(config.store_max_mb * 1024 * 1024),
                 config.store_max_age,
             ),
-            service=service,
+            origin=origin,
             console=ConsoleEventExporter if "console" in names else None,
-            remote=remote,
         )
         drainers = []
-        if path is not None:
-            settings = DrainSettings(config.heartbeat_delay, config.batch_size, config.graceful_timeout)
-            for name, factory in remote_exporter_factories(config, service):
-                drainer = Drainer(name, factory, path, service=service, settings=settings)
-                spool.on_written.append(drainer.poke)
-                drainers.append(drainer)
+        settings = DrainSettings(config.heartbeat_delay, config.batch_size, config.graceful_timeout)
+        for name, factory in factories:
+            assert path is not None
+            drainer = Drainer(name, factory, path, route=origin.routes[name], settings=settings)
+            spool.on_written.append(drainer.poke)
+            drainers.append(drainer)
         return cls(spool, drainers)
 
     @property
@@ -101,7 +104,10 @@ class Shipping:
         return durable and all(delivered) and not dropped
 
     def shutdown(self, timeout: float) -> None:
-        """Stop all, then give each the rest of one shared deadline (they finish in parallel)."""
+        """Stop all, then give each the rest of one shared deadline (they finish in parallel).
+        Once: the provider's own shutdown and ours may both call it."""
+        if self._closed:
+            return
         self._closed = True
         end_open_carriers()
         deadline = time.monotonic() + timeout

@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -59,16 +59,14 @@ class Spool:
         scrubber: Scrubber,
         settings: SpoolSettings,
         *,
-        service: str | None,
+        origin: _store.Origin,
         console: Callable[[], EventExporter] | None = None,
-        remote: Sequence[str] = (),
     ) -> None:
         self.path = path
         self.scrubber = scrubber
         self.settings = settings
-        self.service = service
+        self.origin = origin  # this app in the store: its service and routes
         self._console_factory = console
-        self.remote = tuple(remote)  # the remote exporters' names (their undelivered drops are counted)
         self.on_written: list[Callable[[], None]] = []  # called (writer thread) after rows reach the disk
         self._reset()
 
@@ -148,6 +146,8 @@ class Spool:
 
     def write_staged(self) -> None:
         """Scrub, encode and write what is staged now (any thread; used by the writer and at exit)."""
+        if self._pid != os.getpid():
+            self._reset()  # a forked child: the parent's staged events and connection are not ours
         end_open_carriers(MAX_OPEN_CARRIER_S)
         with self._cond:
             batch = list(self._staged)
@@ -155,11 +155,14 @@ class Spool:
             self._in_process += self._staged_events
             count, self._staged_events = self._staged_events, 0
         try:
-            rows = self._rows(batch)
-            self._write(rows)
-            self._maybe_prune()
+            self._write(self._rows(batch))
         except Exception as exc:  # noqa: BLE001 - a bug here must not kill the writer
             report_internal_error("spool", exc)
+            _drop("internal_error", count)  # never lost silently: flush() reports it
+        try:
+            self._maybe_prune()
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("spool prune", exc)
         finally:
             with self._cond:
                 self._in_process -= count
@@ -167,7 +170,6 @@ class Spool:
 
     def _rows(self, batch: list[tuple[ReadableSpan, int]]) -> list[_store.Row]:
         rows: list[_store.Row] = []
-        stored_ns = time.time_ns()
         for span, count in batch:
             try:
                 events = scrubbed_events([span], self.scrubber)
@@ -181,7 +183,7 @@ class Spool:
                 continue
             for index, event in enumerate(events):
                 try:
-                    rows.append(_store.event_row(event, index, self.service, stored_ns))
+                    rows.append(_store.event_row(event, index, self.origin.service))
                 except (ValueError, TypeError, OverflowError):
                     _drop("unencodable", 1)
         return rows
@@ -198,8 +200,7 @@ class Spool:
         if self._connection is None:
             assert self.path is not None
             connection = _store.connect(self.path)
-            for name in self.remote:  # before our first row: a new cursor starts before it
-                _store.open_cursor(connection, name, self.service)
+            _store.register(connection, self.origin)  # before our first row: new cursors start before it
             self._connection = connection
         return self._connection
 
@@ -208,7 +209,7 @@ class Spool:
             return
         held = list(self._held)
         try:
-            _store.insert(self._db(), held + rows)
+            _store.insert(self._db(), held + rows, self.origin.id)
         except (sqlite3.Error, OSError) as error:
             self._hold(rows, error)
             return
@@ -252,30 +253,13 @@ class Spool:
         self.prune()
 
     def prune(self) -> None:
-        """Apply the store's size and age bounds; count what remote exporters never got."""
+        """Apply the store's size and age bounds (the drainers count what was never delivered)."""
         try:
-            dropped = _store.prune(
-                self._db(),
-                self.settings.store_max_bytes,
-                self.settings.store_max_age,
-                self.remote,
-                self.service,
+            _store.prune(
+                self._db(), self.settings.store_max_bytes, self.settings.store_max_age, self.origin.id
             )
         except (sqlite3.Error, OSError):
             self._connection = None
-            return
-        for name, count in dropped.items():
-            if count:
-                stats.add(f"events_dropped.store_bound.{name}", count)
-                log_every(
-                    ("store_bound", name),
-                    60.0,
-                    logging.WARNING,
-                    "sqreen_otel dropped %d undelivered %s events to keep the store within its bounds "
-                    "(SQREEN_STORE_MAX_MB, SQREEN_STORE_MAX_AGE).",
-                    count,
-                    name,
-                )
 
     # -- control ------------------------------------------------------------------------------
 
@@ -286,6 +270,8 @@ class Spool:
 
     def flush(self, timeout: float) -> bool:
         """Write what is staged now; True if it all reached the disk (or the console) in time."""
+        if self._pid != os.getpid():
+            self._reset()  # a forked child that staged nothing yet
         deadline = time.monotonic() + timeout
         with self._cond:
             if not self._staged and not self._in_process:
@@ -308,6 +294,8 @@ class Spool:
 
     def finish(self, deadline: float) -> None:
         """Shutdown: stop accepting, write what is staged, close (bounded by ``deadline``)."""
+        if self._pid != os.getpid():
+            self._reset()  # a forked child never touches the parent's connection
         with self._cond:
             self._stopping = True
             self._cond.notify_all()

@@ -2,22 +2,33 @@
 durable queue of the remote exporters.
 
 * Every process of the host (gunicorn workers...) writes its scrubbed events here, in WAL
-  mode with a busy timeout; ``events.id`` is the queue order (SQLite serialises writers, so an
-  id becomes visible only after every smaller one).
-* A remote exporter's progress is a cursor per (exporter, service) in ``deliveries``: every
-  event of that service with ``id <= delivered_id`` was delivered (or dropped, counted). A
-  lease on the cursor lets one process drain at a time; a dead process's lease expires and
-  another worker, or the restarted app, delivers what it left.
-* Bounded by size and age (``SQREEN_STORE_MAX_MB``, ``SQREEN_STORE_MAX_AGE``): the oldest
-  events are deleted, and the undelivered among them counted as dropped.
-* ``service`` (the OpenTelemetry resource's ``service.name``) keeps apps sharing a store apart.
+  mode with a busy timeout. ``events.id`` is the queue order: ``AUTOINCREMENT`` (an id is
+  never reused, even once the bounds emptied the table) and SQLite serialises writers, so an
+  id becomes visible only after every smaller one.
+* Apps sharing a store never ship each other's events. A *route* is one remote destination
+  as one app sees it: exporter, ``service.name``, and the destination's identity (URL,
+  credentials, headers), hashed. A writing process tags its rows with its *origin* (its
+  service and set of routes) and registers which routes that origin feeds (``routes``).
+  A route's drainer sends only the rows of origins that feed it, so an app with another
+  token, URL or service never receives them; apps configured alike share one queue.
+* Each route has a cursor (``deliveries``): every row it carries with ``id <= delivered_id``
+  was delivered (or dropped, counted in ``deliveries.dropped``). A lease on the cursor lets
+  one process drain at a time; a dead process's lease expires (or is seen dead at once, on
+  this host) and another worker, or the restarted app, delivers what it left.
+* Bounded by size and age (``SQREEN_STORE_MAX_MB``, ``SQREEN_STORE_MAX_AGE``). The size bound
+  is the file's: the oldest rows go, whoever wrote them. The age bound is each app's own: it
+  deletes only that origin's rows. Either way the undelivered rows deleted are added to each
+  route's ``dropped`` count, which that route's drainers report (``stats()``, ``flush()``).
+* ``stored_ns`` is stamped inside the writing transaction, so it grows with the id (the age
+  bound finds its cut by binary search over ids).
 
 The path is a plain file name, never a SQLite URI. Readers (the Event Explorer) open it
-read-only and never create files.
+read-only and never create files; they read stores of every schema version.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -25,16 +36,17 @@ import socket
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqreen_otel._model import SecurityEvent
 from sqreen_otel._request_context import RequestContext
 
-SCHEMA_VERSION = 2
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
+SCHEMA_VERSION = 3
+_EVENTS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     event_key TEXT NOT NULL UNIQUE,
     time_ns INTEGER NOT NULL,
     name TEXT NOT NULL,
@@ -50,48 +62,82 @@ CREATE TABLE IF NOT EXISTS events (
     trace_id TEXT NOT NULL,
     span_id TEXT NOT NULL,
     service TEXT,                -- service.name of the app that recorded it
-    stored_ns INTEGER NOT NULL DEFAULT 0  -- when it reached the store (the age bound)
-);
+    stored_ns INTEGER NOT NULL,  -- when it reached the store (the age bound)
+    origin TEXT NOT NULL DEFAULT ''  -- the writing app's origin ('' : none, or written before schema 3)
+)
+"""
+_SCHEMA = """
 CREATE INDEX IF NOT EXISTS events_time ON events (time_ns);
 CREATE INDEX IF NOT EXISTS events_name_time ON events (name, time_ns);
 CREATE INDEX IF NOT EXISTS events_ip_time ON events (client_ip, time_ns);
-CREATE TABLE IF NOT EXISTS deliveries (
-    exporter TEXT NOT NULL,
-    service TEXT NOT NULL,
-    delivered_id INTEGER NOT NULL,
-    lease_owner TEXT,
-    lease_until REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (exporter, service)
+CREATE INDEX IF NOT EXISTS events_origin_id ON events (origin, id);
+CREATE TABLE IF NOT EXISTS routes (
+    route TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    PRIMARY KEY (route, origin)
 );
-"""
-# Added in schema 2 (a store written by an earlier version is upgraded in place).
-_UPGRADE = (
-    ("service", "ALTER TABLE events ADD COLUMN service TEXT"),
-    ("stored_ns", "ALTER TABLE events ADD COLUMN stored_ns INTEGER NOT NULL DEFAULT 0"),
+CREATE TABLE IF NOT EXISTS deliveries (
+    route TEXT PRIMARY KEY,
+    exporter TEXT NOT NULL,
+    service TEXT,
+    delivered_id INTEGER NOT NULL,
+    dropped INTEGER NOT NULL DEFAULT 0,  -- undelivered rows the bounds deleted, ever
+    lease_owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0
 )
-_LATE_INDEXES = """
-CREATE INDEX IF NOT EXISTS events_service_id ON events (service, id);
 """
+# Columns of the events table, by schema version, for the upgrade copy.
+_V2_ONLY = ("service", "stored_ns")
 COLUMNS = (
     "event_key, time_ns, name, type, user, client_ip, user_agent, method, path, route, parameters,"
-    " properties, trace_id, span_id, service, stored_ns"
+    " properties, trace_id, span_id, service"
 )
-_INSERT = f"INSERT OR IGNORE INTO events ({COLUMNS}) VALUES ({', '.join('?' * 16)})"
+_INSERT = f"INSERT OR IGNORE INTO events ({COLUMNS}, stored_ns, origin) VALUES ({', '.join('?' * 17)})"
 _SETUP_ATTEMPTS = 20  # about 4 s of brief waits in all
-_NO_SERVICE = ""  # the deliveries key of events recorded without a service.name
+RETRY_AFTER_OWNER = "retry-after"  # a lease kept by no process: a destination's Retry-After
+_IN_ROUTE = "origin IN (SELECT origin FROM routes WHERE route = ?)"
 
 Row = tuple[Any, ...]
 
 
-def connect(path: str) -> sqlite3.Connection:
+@dataclass(frozen=True)
+class Origin:
+    """What one app writes as: its ``service.name`` and the routes (exporter -> route id) it feeds."""
+
+    id: str
+    service: str | None
+    routes: Mapping[str, str]
+
+
+def _digest(*parts: str) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(part.encode("utf-8", "surrogatepass"))
+        hasher.update(b"\x00")
+    return hasher.hexdigest()[:32]
+
+
+def origin_for(service: str | None, destinations: Mapping[str, str]) -> Origin:
+    """The origin of an app with ``service`` and remote ``destinations`` (exporter -> identity).
+
+    Identities (URL, token, headers) only enter a hash: the store never holds a credential.
+    """
+    service_part = "\x01" if service is None else f"s:{service}"
+    routes = {name: _digest("route", name, service_part, identity) for name, identity in destinations.items()}
+    return Origin(_digest("origin", service_part, *sorted(routes.values())), service, routes)
+
+
+def connect(path: str, timeout: float = 10.0) -> sqlite3.Connection:
     """A connection for writing, in WAL mode with a busy timeout; creates the file and schema.
 
     Several processes may create the store at the same moment (workers starting or exiting
     together): switching a new database to WAL takes an exclusive lock that does not wait on
     the busy timeout, so the set-up is retried briefly. Once in WAL mode it never changes again.
     """
+    if "\x00" in path:
+        raise ValueError("a store path cannot contain NUL")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    connection = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None)
+    connection = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
     for attempt in range(_SETUP_ATTEMPTS):
         try:
             if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
@@ -110,23 +156,59 @@ def connect(path: str) -> sqlite3.Connection:
 def _create_schema(connection: sqlite3.Connection) -> None:
     if connection.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                connection.execute(statement)
+    with _transaction(connection):
+        if connection.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return  # another process upgraded it meanwhile
         present = {row[1] for row in connection.execute("PRAGMA table_info(events)")}
-        for column, statement in _UPGRADE:
-            if column not in present:
-                connection.execute(statement)
-        for statement in _LATE_INDEXES.split(";"):
+        if present:
+            _upgrade(connection, present)
+        else:
+            connection.execute(_EVENTS_TABLE.format(name="events"))
+        for statement in _SCHEMA.split(";"):
             if statement.strip():
                 connection.execute(statement)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
+
+
+def _upgrade(connection: sqlite3.Connection, present: set[str]) -> None:
+    """Rebuild an older events table as schema 3, keeping every event.
+
+    Rows stored before ``stored_ns`` existed (or stamped 0) count as stored now: an upgrade
+    never ages out history. The old queue's cursors (schema 2, never released) are dropped:
+    their rows stay in the store and the explorer, and new cursors start after them.
+    """
+    now = time.time_ns()
+    connection.execute(_EVENTS_TABLE.format(name="events_v3"))
+    service = "service" if "service" in present else "NULL"
+    stored = "CASE WHEN stored_ns > 0 THEN stored_ns ELSE ? END" if "stored_ns" in present else "?"
+    base = COLUMNS.rsplit(",", 1)[0]  # everything but service
+    connection.execute(
+        f"INSERT INTO events_v3 (id, {COLUMNS}, stored_ns, origin)"
+        f" SELECT id, {base}, {service}, {stored}, '' FROM events ORDER BY id",
+        (now,),
+    )
+    connection.execute("DROP TABLE events")
+    connection.execute("ALTER TABLE events_v3 RENAME TO events")
+    connection.execute("DROP TABLE IF EXISTS deliveries")
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._connection.execute("BEGIN IMMEDIATE")
+        return self._connection
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        self._connection.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def event_columns(connection: sqlite3.Connection) -> frozenset[str]:
+    """The events table's columns (a reader may face a store of any schema version)."""
+    return frozenset(row[1] for row in connection.execute("PRAGMA table_info(events)"))
 
 
 def open_read_only(path: str) -> sqlite3.Connection:
@@ -145,7 +227,7 @@ def open_read_only(path: str) -> sqlite3.Connection:
 _json = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode  # reused
 
 
-def event_row(event: SecurityEvent, index: int, service: str | None, stored_ns: int) -> Row:
+def event_row(event: SecurityEvent, index: int, service: str | None) -> Row:
     """One store row (values already scrubbed upstream); ``index``: the event's rank in its span.
 
     Raises ``ValueError``/``TypeError``/``OverflowError`` for an event that cannot be stored
@@ -157,7 +239,7 @@ def event_row(event: SecurityEvent, index: int, service: str | None, stored_ns: 
     if not 0 <= time_ns < 2**63:
         raise OverflowError("timestamp out of range")
     return (
-        f"{trace_id}:{span_id}:{index}:{time_ns}:{event.name}",
+        event.key or f"{trace_id}:{span_id}:{index}:{time_ns}:{event.name}",
         time_ns,
         event.name,
         event.event_type,
@@ -172,7 +254,6 @@ def event_row(event: SecurityEvent, index: int, service: str | None, stored_ns: 
         trace_id,
         span_id,
         service,
-        stored_ns,
     )
 
 
@@ -194,92 +275,81 @@ def event_from_row(row: Sequence[Any]) -> SecurityEvent:
     )
 
 
-def insert(connection: sqlite3.Connection, rows: Iterable[Row]) -> None:
-    """Write rows in one transaction (a row already stored, by its event key, is skipped)."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        connection.executemany(_INSERT, rows)
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
+def insert(connection: sqlite3.Connection, rows: Iterable[Row], origin: str) -> None:
+    """Write rows as ``origin`` in one transaction, stamped with the time they reach the store
+    (a row already stored, by its event key, is skipped)."""
+    with _transaction(connection):
+        now = time.time_ns()
+        connection.executemany(_INSERT, ((*row, now, origin) for row in rows))
 
 
-def service_key(service: str | None) -> str:
-    return service if service is not None else _NO_SERVICE
-
-
-def _service_clause(service: str | None) -> str:
-    return "service IS NULL" if service is None else "service = ?"
-
-
-def _service_values(service: str | None) -> list[Any]:
-    return [] if service is None else [service]
-
-
-def open_cursor(connection: sqlite3.Connection, exporter: str, service: str | None) -> int:
-    """The cursor of ``exporter`` for ``service``; a new one starts after the events stored so far."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        row = connection.execute(
-            "SELECT delivered_id FROM deliveries WHERE exporter = ? AND service = ?",
-            (exporter, service_key(service)),
-        ).fetchone()
-        if row is None:
-            last = connection.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+def register(connection: sqlite3.Connection, origin: Origin) -> None:
+    """Declare which routes ``origin`` feeds; a new route's cursor starts after the rows stored
+    so far (call it before the origin's first row)."""
+    if not origin.routes:
+        return
+    with _transaction(connection):
+        last = connection.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        for exporter, route in origin.routes.items():
             connection.execute(
-                "INSERT INTO deliveries (exporter, service, delivered_id) VALUES (?, ?, ?)",
-                (exporter, service_key(service), last),
+                "INSERT OR IGNORE INTO routes (route, origin) VALUES (?, ?)", (route, origin.id)
             )
-            delivered = int(last)
-        else:
-            delivered = int(row[0])
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    return delivered
+            connection.execute(
+                "INSERT OR IGNORE INTO deliveries (route, exporter, service, delivered_id)"
+                " VALUES (?, ?, ?, ?)",
+                (route, exporter, origin.service, last),
+            )
 
 
-def take_lease(
-    connection: sqlite3.Connection, exporter: str, service: str | None, owner: str, seconds: float
-) -> int | None:
-    """Lease the cursor for ``seconds`` (renewing ours); its position, or None if another holds it."""
+def cursor_of(connection: sqlite3.Connection, route: str) -> tuple[int, int]:
+    """(delivered_id, dropped) of ``route`` ((0, 0) if unknown)."""
+    row = connection.execute(
+        "SELECT delivered_id, dropped FROM deliveries WHERE route = ?", (route,)
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def take_lease(connection: sqlite3.Connection, route: str, owner: str, seconds: float) -> int | None:
+    """Lease ``route``'s cursor for ``seconds`` (renewing ours); its position, or None if another
+    holds it (a live process, or a destination's ``Retry-After`` not yet over)."""
     now = time.time()
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(connection):
         row = connection.execute(
-            "SELECT delivered_id, lease_owner, lease_until FROM deliveries"
-            " WHERE exporter = ? AND service = ?",
-            (exporter, service_key(service)),
+            "SELECT delivered_id, lease_owner, lease_until FROM deliveries WHERE route = ?", (route,)
         ).fetchone()
         if row is None or (row[1] not in (None, owner) and row[2] > now and _alive(row[1])):
-            connection.execute("ROLLBACK")
             return None
         connection.execute(
-            "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE exporter = ? AND service = ?",
-            (owner, now + seconds, exporter, service_key(service)),
+            "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE route = ?",
+            (owner, now + seconds, route),
         )
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
     return int(row[0])
 
 
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
+
+
 def lease_owner() -> str:
-    """This process's name as a lease owner: ``host:pid:random`` (a restarted pid is another owner)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    """This process as a lease owner: ``host:pid-namespace:pid:random`` (a reused pid is another owner)."""
+    return f"{socket.gethostname()}:{_pid_namespace()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _alive(owner: str) -> bool:
-    """False only for an owner that is certainly dead: a process of this host that is gone."""
-    host, _, rest = owner.partition(":")
-    pid, _, _ = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    """False only for an owner that is certainly dead: a process of this host and pid namespace
+    (containers sharing a host name have their own) that is gone."""
+    if owner == RETRY_AFTER_OWNER:
+        return True
+    parts = owner.split(":")
+    if len(parts) != 4 or parts[0] != socket.gethostname() or parts[1] != _pid_namespace():
+        return True
+    if not parts[2].isdigit():
         return True
     try:
-        os.kill(int(pid), 0)
+        os.kill(int(parts[2]), 0)
     except ProcessLookupError:
         return False
     except OSError:
@@ -287,69 +357,76 @@ def _alive(owner: str) -> bool:
     return True
 
 
-def release_lease(connection: sqlite3.Connection, exporter: str, service: str | None, owner: str) -> None:
+def release_lease(
+    connection: sqlite3.Connection, route: str, owner: str, not_before_epoch: float | None = None
+) -> None:
+    """Give up our lease; with ``not_before_epoch`` (a destination's ``Retry-After`` still
+    running) nobody may send before then, whichever process comes next."""
+    if not_before_epoch is not None and not_before_epoch > time.time():
+        connection.execute(
+            "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE route = ? AND lease_owner = ?",
+            (RETRY_AFTER_OWNER, not_before_epoch, route, owner),
+        )
+        return
     connection.execute(
-        "UPDATE deliveries SET lease_owner = NULL, lease_until = 0"
-        " WHERE exporter = ? AND service = ? AND lease_owner = ?",
-        (exporter, service_key(service), owner),
+        "UPDATE deliveries SET lease_owner = NULL, lease_until = 0 WHERE route = ? AND lease_owner = ?",
+        (route, owner),
     )
 
 
-def hold_lease(
-    connection: sqlite3.Connection, exporter: str, service: str | None, owner: str, until_epoch: float
-) -> None:
+def hold_lease(connection: sqlite3.Connection, route: str, owner: str, until_epoch: float) -> None:
     """Keep our lease until ``until_epoch`` (a retry delay that binds every process)."""
     connection.execute(
-        "UPDATE deliveries SET lease_until = ? WHERE exporter = ? AND service = ? AND lease_owner = ?",
-        (until_epoch, exporter, service_key(service), owner),
+        "UPDATE deliveries SET lease_until = ? WHERE route = ? AND lease_owner = ?",
+        (until_epoch, route, owner),
     )
 
 
-def advance(
-    connection: sqlite3.Connection, exporter: str, service: str | None, owner: str, to_id: int
-) -> bool:
+def advance(connection: sqlite3.Connection, route: str, owner: str, to_id: int) -> bool:
     """Move the cursor to ``to_id`` if we still hold the lease; False if we lost it."""
     cursor = connection.execute(
-        "UPDATE deliveries SET delivered_id = MAX(delivered_id, ?)"
-        " WHERE exporter = ? AND service = ? AND lease_owner = ?",
-        (to_id, exporter, service_key(service), owner),
+        "UPDATE deliveries SET delivered_id = MAX(delivered_id, ?) WHERE route = ? AND lease_owner = ?",
+        (to_id, route, owner),
     )
     return cursor.rowcount == 1
 
 
 def pending_rows(
-    connection: sqlite3.Connection, service: str | None, after_id: int, limit: int
+    connection: sqlite3.Connection, route: str, after_id: int, limit: int
 ) -> list[tuple[int, Row]]:
-    """Up to ``limit`` (id, row) of ``service`` stored after ``after_id``, in queue order."""
-    query = (
-        f"SELECT id, {COLUMNS} FROM events WHERE {_service_clause(service)} AND id > ? ORDER BY id LIMIT ?"
-    )
-    return [
-        (row[0], row[1:]) for row in connection.execute(query, [*_service_values(service), after_id, limit])
-    ]
+    """Up to ``limit`` (id, row) that ``route`` carries after ``after_id``, in queue order."""
+    query = f"SELECT id, {COLUMNS} FROM events WHERE id > ? AND {_IN_ROUTE} ORDER BY id LIMIT ?"
+    return [(row[0], row[1:]) for row in connection.execute(query, (after_id, route, limit))]
 
 
-def last_id(connection: sqlite3.Connection, service: str | None) -> int:
-    query = f"SELECT COALESCE(MAX(id), 0) FROM events WHERE {_service_clause(service)}"
-    return int(connection.execute(query, _service_values(service)).fetchone()[0])
+def backlog(connection: sqlite3.Connection, route: str, at_most: int | None = None) -> int:
+    """How many rows ``route`` has not delivered yet (counting stops at ``at_most``)."""
+    delivered, _ = cursor_of(connection, route)
+    limit = -1 if at_most is None else at_most
+    query = f"SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE id > ? AND {_IN_ROUTE} LIMIT ?)"
+    return int(connection.execute(query, (delivered, route, limit)).fetchone()[0])
 
 
-def prune(
-    connection: sqlite3.Connection,
-    max_bytes: int,
-    max_age_s: float,
-    exporters: Sequence[str],
-    service: str | None,
-) -> dict[str, int]:
-    """Delete events past the age bound, then the oldest while the store is over its size bound.
+def waiting_elsewhere(connection: sqlite3.Connection, route: str) -> int:
+    """Rows waiting on the other routes of ``route``'s exporter and service: another app sending
+    elsewhere, or this app before a change of destination or credentials (never sent here)."""
+    row = connection.execute("SELECT exporter, service FROM deliveries WHERE route = ?", (route,)).fetchone()
+    if row is None:
+        return 0
+    others = connection.execute(
+        "SELECT route FROM deliveries WHERE exporter = ? AND service IS ? AND route != ?", (*row, route)
+    ).fetchall()
+    return sum(backlog(connection, other) for (other,) in others)
 
-    Returns, per exporter in ``exporters`` (their cursors for ``service``), how many of its
-    undelivered events were deleted, so the caller can count them as dropped. Bounded work per
-    call: a store far over its bound shrinks over the next calls.
+
+def prune(connection: sqlite3.Connection, max_bytes: int, max_age_s: float, origin: str) -> None:
+    """Delete ``origin``'s rows past the age bound, then the oldest rows (anyone's) while the
+    store is over its size bound; the undelivered ones are added to their routes' ``dropped``.
+
+    Bounded work per call: a store far over its bound shrinks over the next calls.
     """
-    dropped = dict.fromkeys(exporters, 0)
     cutoff = time.time_ns() - int(max_age_s * 1e9)
-    _delete_below(connection, _first_kept(connection, cutoff), dropped, service)
+    _delete_below(connection, _first_kept(connection, cutoff), origin)
     page_size = connection.execute("PRAGMA page_size").fetchone()[0]
     for _ in range(64):
         used = (
@@ -363,13 +440,12 @@ def prune(
             break
         share = max(1, int(count * min(0.5, (used - max_bytes) / used + 0.01)))
         row = connection.execute("SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?", (share,)).fetchone()
-        _delete_below(connection, row[0] if row else _end_id(connection), dropped, service)
-    return dropped
+        _delete_below(connection, row[0] if row else _end_id(connection), None)
 
 
 def _first_kept(connection: sqlite3.Connection, cutoff_ns: int) -> int:
     """The first id stored at ``cutoff_ns`` or later, by binary search over ids (``stored_ns``
-    grows with the id, near enough: writers are serialised), so no index on it is needed."""
+    grows with the id: it is stamped inside the serialised write), so it needs no index."""
     low, high = connection.execute("SELECT MIN(id), MAX(id) FROM events").fetchone()
     if low is None:
         return 0
@@ -391,23 +467,29 @@ def _end_id(connection: sqlite3.Connection) -> int:
     return int(connection.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]) + 1
 
 
-def _delete_below(
-    connection: sqlite3.Connection, below_id: int, dropped: dict[str, int], service: str | None
-) -> None:
-    """Delete events with ``id < below_id``; count, per exporter, the undelivered ones of ``service``."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        for name in dropped:
-            row = connection.execute(
-                "SELECT delivered_id FROM deliveries WHERE exporter = ? AND service = ?",
-                (name, service_key(service)),
+def _delete_below(connection: sqlite3.Connection, below_id: int, origin: str | None) -> None:
+    """Delete rows with ``id < below_id`` (only ``origin``'s and pre-schema-3 ones, unless None:
+    anyone's), adding the undelivered ones to each route's ``dropped``."""
+    if below_id <= 0:
+        return
+    scope, values = ("", ()) if origin is None else (" AND origin IN (?, '')", (origin,))
+    with _transaction(connection):
+        if (
+            connection.execute(
+                f"SELECT 1 FROM events WHERE id < ?{scope} LIMIT 1", (below_id, *values)
             ).fetchone()
-            if row is not None:
-                query = f"SELECT COUNT(*) FROM events WHERE {_service_clause(service)} AND id > ? AND id < ?"
-                values = [*_service_values(service), row[0], below_id]
-                dropped[name] += connection.execute(query, values).fetchone()[0]
-        connection.execute("DELETE FROM events WHERE id < ?", (below_id,))
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
+            is None
+        ):
+            return
+        for route, delivered in connection.execute("SELECT route, delivered_id FROM deliveries").fetchall():
+            if delivered + 1 >= below_id:
+                continue
+            lost = connection.execute(
+                f"SELECT COUNT(*) FROM events WHERE id > ? AND id < ? AND {_IN_ROUTE}{scope}",
+                (delivered, below_id, route, *values),
+            ).fetchone()[0]
+            if lost:
+                connection.execute(
+                    "UPDATE deliveries SET dropped = dropped + ? WHERE route = ?", (lost, route)
+                )
+        connection.execute(f"DELETE FROM events WHERE id < ?{scope}", (below_id, *values))

@@ -46,6 +46,7 @@ class Receiver:
         *,
         reject_containing: bytes | None = None,
         max_body: int | None = None,
+        port: int = 0,
     ) -> None:
         self.script = list(script or [])
         self.default = default or Reply()
@@ -104,7 +105,7 @@ class Receiver:
                 """Quiet."""
 
         Handler.protocol_version = "HTTP/1.1"  # keep-alive, as real collectors do
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

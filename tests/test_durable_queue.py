@@ -74,10 +74,16 @@ def test_sigterm_loses_at_most_the_last_second_and_the_restart_delivers_the_rest
     """``docker stop`` sends SIGTERM: the process ends at once, no exit hook runs. What reached
     the disk is delivered by the next run of the app, each event once."""
     store = tmp_path / "events.db"
-    env = {"SQREEN_EXPORTER": "http", "SQREEN_LOCAL_STORE": str(store), "SQREEN_HEARTBEAT_DELAY": "0.5"}
+    port = closed_port()  # the destination is down during the first run, back for the second
+    env = {
+        "SQREEN_EXPORTER": "http",
+        "SQREEN_LOCAL_STORE": str(store),
+        "SQREEN_HEARTBEAT_DELAY": "0.5",
+        "SQREEN_INGESTION_URL": f"http://127.0.0.1:{port}/batches",
+    }
     first = subprocess.Popen(
         [sys.executable, str(APP), "first", "60"],
-        env={**os.environ, **env, "SQREEN_INGESTION_URL": f"http://127.0.0.1:{closed_port()}/b"},
+        env={**os.environ, **env},
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         text=True,
@@ -94,8 +100,7 @@ def test_sigterm_loses_at_most_the_last_second_and_the_restart_delivers_the_rest
     first.wait(30)
     first.stdout.close()
     assert first.returncode == -signal.SIGTERM
-    with running(Receiver()) as receiver:
-        env["SQREEN_INGESTION_URL"] = receiver.url
+    with running(Receiver(port=port)) as receiver:
         second = subprocess.run(
             [sys.executable, str(APP), "second", "1"],
             env={**os.environ, **env},
@@ -294,45 +299,22 @@ def test_a_forked_child_never_deadlocks_on_a_lock_held_at_fork(tmp_path: Path) -
     assert [name for name, _ in rows(store)] == ["sq.identify", "from.child"]
 
 
+def row(key: str, properties: str = "{}") -> tuple[object, ...]:
+    """A store row as ``_store.event_row`` makes them."""
+    return (key, 1, "e", "t", "{}", None, None, None, None, None, "{}", properties, "0", "0", "shop")
+
+
 def test_the_store_is_bounded_and_undelivered_drops_are_counted(tmp_path: Path) -> None:
     db = _store.connect(str(tmp_path / "events.db"))
-    _store.open_cursor(db, "http", "shop")
-    old = time.time_ns() - int(3600e9)
-    _store.insert(
-        db,
-        [
-            (f"k{i}", 1, "e", "t", "{}", None, None, None, None, None, "{}", "{}", "0", "0", "shop", old)
-            for i in range(50)
-        ],
-    )
-    _store.insert(
-        db,
-        [
-            (
-                f"n{i}",
-                1,
-                "e",
-                "t",
-                "{}",
-                None,
-                None,
-                None,
-                None,
-                None,
-                "{}",
-                "x" * 2000,
-                "0",
-                "0",
-                "shop",
-                time.time_ns(),
-            )
-            for i in range(600)
-        ],
-    )
-    dropped = _store.prune(db, max_bytes=400_000, max_age_s=60, exporters=["http"], service="shop")
+    shop = _store.origin_for("shop", {"http": "https://collector.example/"})
+    _store.register(db, shop)
+    _store.insert(db, [row(f"k{i}") for i in range(50)], shop.id)
+    db.execute("UPDATE events SET stored_ns = ?", (time.time_ns() - int(3600e9),))  # an hour old
+    _store.insert(db, [row(f"n{i}", "x" * 2000) for i in range(600)], shop.id)
+    _store.prune(db, max_bytes=400_000, max_age_s=60, origin=shop.id)
     left = db.execute("SELECT COUNT(*), MIN(event_key) FROM events").fetchone()
     assert left[0] < 600 and not str(left[1]).startswith("k")  # the old ones went first, then the oldest
-    assert dropped["http"] == 650 - left[0]  # every one of them was undelivered
+    assert _store.cursor_of(db, shop.routes["http"])[1] == 650 - left[0]  # all undelivered: all counted
     pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
     assert pages * db.execute("PRAGMA page_size").fetchone()[0] <= 400_000
 
@@ -370,12 +352,14 @@ def test_the_explorer_opens_an_existing_store_without_creating_files(tmp_path: P
 
 def test_a_dead_processs_lease_is_taken_at_once(tmp_path: Path) -> None:
     db = _store.connect(str(tmp_path / "events.db"))
-    _store.open_cursor(db, "http", "shop")
+    route = _store.origin_for("shop", {"http": "https://collector.example/"}).routes["http"]
+    _store.register(db, _store.Origin("o", "shop", {"http": route}))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    owner = f"{socket.gethostname()}:{dead.pid}:dead"
+    host, namespace, _, _ = _store.lease_owner().split(":")
+    owner = f"{host}:{namespace}:{dead.pid}:dead"
     db.execute("UPDATE deliveries SET lease_owner = ?, lease_until = ?", (owner, time.time() + 600))
-    assert _store.take_lease(db, "http", "shop", "me", 30) is not None
-    other_host = "elsewhere:1:x"
-    db.execute("UPDATE deliveries SET lease_owner = ?, lease_until = ?", (other_host, time.time() + 600))
-    assert _store.take_lease(db, "http", "shop", "me", 30) is None  # another host's: wait for it
+    assert _store.take_lease(db, route, "me", 30) is not None
+    for elsewhere in ("elsewhere:1:1:x", f"{host}:another-pid-namespace:{dead.pid}:x"):
+        db.execute("UPDATE deliveries SET lease_owner = ?, lease_until = ?", (elsewhere, time.time() + 600))
+        assert _store.take_lease(db, route, "me", 30) is None  # another host's or container's: wait

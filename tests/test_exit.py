@@ -23,6 +23,7 @@ def test_a_normal_exit_delivers_queued_events(tmp_path: Path) -> None:
 
 def test_a_hung_destination_does_not_hang_the_exit_and_the_next_run_delivers(tmp_path: Path) -> None:
     with running(Receiver(default=Reply(hang=30))) as receiver:
+        port = receiver.server.server_port
         started = time.monotonic()
         completed = run_python([str(PROBE), receiver.url, "1.5"], tmp_path)
         elapsed = time.monotonic() - started
@@ -30,7 +31,7 @@ def test_a_hung_destination_does_not_hang_the_exit_and_the_next_run_delivers(tmp
         assert receiver.attempts, "the exit hook tried to deliver"
     assert elapsed < 1.5 + 3.0  # the graceful timeout plus interpreter start-up, not the 30 s hang
     assert "stay queued in the event store" in completed.stderr
-    with running(Receiver()) as receiver:  # the app starts again: it delivers what was left
+    with running(Receiver(port=port)) as receiver:  # the app starts again: it delivers what was left
         completed = run_python([str(PROBE), receiver.url, "5"], tmp_path)
         assert completed.returncode == 0, completed.stderr
         received = receiver.wait_for(1)
