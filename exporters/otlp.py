@@ -33,8 +33,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, Instr
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from sqreen_otel import _schema
-from sqreen_otel._model import SecurityEvent
+from sqreen_otel._model import SecurityEvent, log_attributes
 from sqreen_otel._outcome import SUCCESS, ExportOutcome
 from sqreen_otel._scrubbing_exporter import ScrubbingSpanExporter
 from sqreen_otel._version import __version__
@@ -65,29 +64,13 @@ def _attributes(values: Mapping[str, Any]) -> list[KeyValue]:
 
 
 def _record(event: SecurityEvent, observed_ns: int) -> LogRecord:
-    request = event.request
-    values: dict[str, Any] = {_schema.EVENT_TYPE: event.event_type}
-    values.update({_schema.PROPERTIES_PREFIX + key: value for key, value in event.properties.items()})
-    values.update({_schema.USER_PREFIX + key: value for key, value in event.user_identifiers.items()})
-    values.update(
-        {
-            _schema.CLIENT_ADDRESS: request.client_ip,
-            "user_agent.original": request.user_agent,
-            "http.request.method": request.method,
-            "url.path": request.path,
-            "http.route": request.route,
-            "url.query": urllib.parse.urlencode(request.parameters, doseq=True) or None,
-        }
-    )
-    if event.key:
-        values["sqreen.event.id"] = event.key
     return LogRecord(
         time_unix_nano=event.timestamp_ns,
         observed_time_unix_nano=observed_ns,
         severity_number=_SEVERITY_INFO,  # type: ignore[arg-type]
         severity_text="INFO",
         event_name=event.name,
-        attributes=_attributes(values),
+        attributes=_attributes(log_attributes(event)),
         trace_id=bytes.fromhex(event.trace_id),
         span_id=bytes.fromhex(event.span_id),
     )

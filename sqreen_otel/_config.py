@@ -83,6 +83,7 @@ class Config:
     max_event_properties: int = 16
     log_level: str | None = None
     exporter: tuple[str, ...] = ("local",)
+    event_signal: str | None = None  # span | logs | both | none; None: see ``event_signals``
     heartbeat_delay: float = 60.0
     batch_size: int = 1000
     max_queue_length: int = 10000
@@ -103,6 +104,20 @@ class Config:
     local_store: str = field(default_factory=default_local_store)
     # Derived, not a setting: SQREEN_USER_ID_HMAC_KEY was set but invalid (fail closed).
     withhold_user_identifiers: bool = False
+
+    @functools.cached_property
+    def event_signals(self) -> frozenset[str]:
+        """Where our events appear in the app's own telemetry: ``span`` (span events on the
+        request span), ``logs`` (log records through the app's ``LoggerProvider``), both, or
+        neither. Unset: ``span``, except with the ``otlp`` exporter, which is then the one path
+        of the events to a Collector (so a Collector that also receives the app's traces or
+        logs gets each event once)."""
+        signal = self.event_signal or ("none" if "otlp" in self.exporter else "span")
+        return _SIGNALS[signal]
+
+    @property
+    def events_on_spans(self) -> bool:
+        return "span" in self.event_signals
 
     @functools.cached_property
     def client_ip_policy(self) -> ClientIPPolicy:
@@ -207,6 +222,25 @@ def _number_in(kind: type[Number], low: Number, high: Number) -> Callable[[Any],
         return number
 
     return parse
+
+
+_SIGNALS = {
+    "span": frozenset({"span"}),
+    "logs": frozenset({"logs"}),
+    "both": frozenset({"span", "logs"}),
+    "none": frozenset(),
+}
+
+
+def _parse_signal(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected one of {', '.join(_SIGNALS)}, got {type(value).__name__}")
+    signal = value.strip().lower()
+    if signal not in _SIGNALS:
+        raise ValueError(f"unknown event signal {value.strip()[:40]!r}; known: {', '.join(_SIGNALS)}")
+    return signal
 
 
 def _parse_log_level(value: Any) -> str | None:
@@ -323,6 +357,7 @@ _SETTINGS: tuple[_Setting[Any], ...] = (
     ),
     _Setting("log_level", "SQREEN_LOG_LEVEL", _parse_log_level, (str, _NONE)),
     _Setting("exporter", "SQREEN_EXPORTER", _parse_exporters, (str, list, tuple)),
+    _Setting("event_signal", "SQREEN_EVENT_SIGNAL", _parse_signal, (str, _NONE)),
     _Setting("heartbeat_delay", "SQREEN_HEARTBEAT_DELAY", _number_in(float, 0.01, 3600.0), (int, float)),
     _Setting("batch_size", "SQREEN_BATCH_SIZE", _number_in(int, 1, 100_000), (int,)),
     _Setting("max_queue_length", "SQREEN_MAX_QUEUE_LENGTH", _number_in(int, 1, 10_000_000), (int,)),

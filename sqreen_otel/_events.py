@@ -12,6 +12,7 @@ span ended.) A ``with_*`` call after that is ignored with a warning: the event w
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -20,9 +21,11 @@ from typing import NamedTuple
 from opentelemetry.sdk.trace import Event, ReadableSpan
 
 from sqreen_otel import _fork, _schema
-from sqreen_otel._config import Config
+from sqreen_otel._config import MAX_VALUE_LENGTH, Config
 from sqreen_otel._normalize import AttributeValue, Scalar
 from sqreen_otel._pseudonym import pseudonym
+from sqreen_otel._scrub import Scrubber
+from sqreen_otel._sdk_bridge import set_event_timestamp
 
 # One lock for every event's tiny update/finalise sections: cheaper than one per event, and
 # contention is negligible (a few dict assignments under it).
@@ -61,14 +64,20 @@ def user_views(config: Config) -> tuple[UserView, UserView]:
 
 
 def identity_attributes(
-    identifiers: Mapping[str, Scalar], traits: Mapping[str, AttributeValue], view: UserView
+    identifiers: Mapping[str, Scalar],
+    traits: Mapping[str, AttributeValue],
+    view: UserView,
+    scrubber: Scrubber,
 ) -> dict[str, AttributeValue]:
-    """The span attributes of an identified user: ``user_attributes``, and ``sqreen.traits.<key>``
-    when identifiers are shown raw (traits cannot be pseudonymised)."""
+    """The span attributes of an identified user, scrubbed: ``user_attributes``, and
+    ``sqreen.traits.<key>`` when identifiers are shown raw (traits cannot be pseudonymised)."""
     attributes = user_attributes(identifiers, view)
     if view is RAW or (view.shown and view.key is None):
         attributes.update({_schema.TRAITS_PREFIX + key: value for key, value in traits.items()})
-    return attributes
+    return {
+        key: _truncated(value, MAX_VALUE_LENGTH)
+        for key, value in scrubber.scrub_attributes(attributes).items()
+    }
 
 
 def user_attributes(identifiers: Mapping[str, Scalar], view: UserView) -> dict[str, AttributeValue]:
@@ -96,7 +105,7 @@ _SEMCONV_ORDER = (_schema.USER_ID, _schema.USER_EMAIL, _schema.USER_NAME)
 
 
 class LiveEvent(Event):
-    """A span event whose attributes are final once read after its span ended."""
+    """A span event whose attributes are final once its span ended; scrubbed as they are read."""
 
     def __init__(
         self,
@@ -106,11 +115,14 @@ class LiveEvent(Event):
         timestamp_ns: int | None,
         identifiers: Mapping[str, Scalar],
         user_source: str | None,
+        scrubber: Scrubber,
         views: tuple[UserView, UserView] = (RAW, RAW),
         extra: Mapping[str, AttributeValue] | None = None,
     ) -> None:
         super().__init__(name, None, timestamp_ns)
+        self.event_id = os.urandom(16).hex()  # on every copy: span event, log record, store row
         self._views = views  # (host spans, our exports): see ``user_views``
+        self.scrubber = scrubber  # what every copy of its attributes went through
         self._event_type = event_type
         self._properties: Mapping[str, AttributeValue] = {}
         self._dropped_properties = 0
@@ -119,7 +131,11 @@ class LiveEvent(Event):
         self._extra = extra
         self._owner: ReadableSpan | None = None
         self._limits: tuple[int | None, int | None] = (None, None)
-        self._final: tuple[Mapping[str, AttributeValue], int] | None = None  # (attributes, dropped)
+        self._final = False
+        # Built once final, by whichever thread reads first (the host's exporter, our spool):
+        # (attributes, dropped) for the host's spans, and for our exports if they differ.
+        self._host: tuple[Mapping[str, AttributeValue], int] | None = None
+        self._export: Mapping[str, AttributeValue] | None = None
 
     def place(self, owner: ReadableSpan, limits: tuple[int | None, int | None]) -> None:
         """Record which span carries the event (its end makes the event final)."""
@@ -135,21 +151,29 @@ class LiveEvent(Event):
     ) -> bool:
         """Replace the given options; False (nothing changed) if the event is already final."""
         with _LOCK:
-            if self._final is not None:
+            if self._final:
                 return False
             if properties is not None:
                 self._properties, self._dropped_properties = properties
             if identifiers is not None:
                 self._identifiers, self._user_source = identifiers
             if timestamp_ns is not None:
-                self._timestamp = timestamp_ns
+                set_event_timestamp(self, timestamp_ns)
             return True
 
     def finalize(self) -> None:
-        """Freeze the attributes as they are now (the span is ending)."""
+        """Freeze the event as it is now (its span is ending): O(1), nothing is built here."""
         with _LOCK:
-            if self._final is None:
-                self._final = self._build(self._views[0])
+            self._final = True
+
+    def _is_final(self) -> bool:
+        if self._final:
+            return True
+        owner = self._owner
+        if owner is not None and owner.end_time is not None:  # ended without our processor
+            self.finalize()
+            return True
+        return False
 
     def export_attributes(self) -> Mapping[str, AttributeValue]:
         """The attributes our exporters ship: the host's, unless user identifiers are kept off
@@ -157,14 +181,20 @@ class LiveEvent(Event):
         host, ours = self._views
         if host == ours:
             return self.attributes
-        with _LOCK:
-            return self._build(ours)[0]
+        if self._export is not None:
+            return self._export
+        if not self._is_final():
+            with _LOCK:  # a consistent snapshot while a builder may still change it
+                return self._build(ours)[0]
+        self._export = built = self._build(ours)[0]  # final: inputs frozen, no lock needed
+        return built
 
     def _build(self, view: UserView) -> tuple[Mapping[str, AttributeValue], int]:
-        """Read-only attributes and how many the span's limits dropped (as the SDK counts them).
+        """Read-only scrubbed attributes and how many the span's limits dropped (as the SDK counts).
 
         Values are already valid attribute values (normalised at the call), so unlike
-        ``span.add_event`` nothing is cleaned again here; the span's limits still apply:
+        ``span.add_event`` nothing is cleaned again here. Scrubbed before the span's limits
+        apply, so a truncation never cuts a secret into a shape the scrubber no longer knows:
         ``OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`` evicts the oldest keys (ours come last, so they
         survive), ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` truncates strings.
         """
@@ -179,10 +209,13 @@ class LiveEvent(Event):
             values.update(self._extra)
         if self._dropped_properties:
             values[_schema.DROPPED_PROPERTIES] = self._dropped_properties
+        values = self.scrubber.scrub_attributes(values)
+        values[_schema.EVENT_ID] = self.event_id
         values[_schema.EVENT_TYPE] = self._event_type
         max_attributes, max_length = self._limits
-        if max_length is not None:
-            values = {key: _truncated(value, max_length) for key, value in values.items()}
+        # A mask can be longer than what it hides: our own value limit holds after scrubbing too.
+        limit = MAX_VALUE_LENGTH if max_length is None else min(max_length, MAX_VALUE_LENGTH)
+        values = {key: _truncated(value, limit) for key, value in values.items()}
         dropped = 0
         if max_attributes is not None and len(values) > max_attributes:
             dropped = len(values) - max_attributes
@@ -190,17 +223,15 @@ class LiveEvent(Event):
         return MappingProxyType(values), dropped
 
     def _attributes_and_dropped(self) -> tuple[Mapping[str, AttributeValue], int]:
-        final = self._final
-        if final is not None:
-            return final
-        with _LOCK:
-            if self._final is not None:
-                return self._final
-            built = self._build(self._views[0])
-            owner = self._owner
-            if owner is not None and owner.end_time is not None:
-                self._final = built
-            return built
+        host = self._host
+        if host is not None:
+            return host
+        if not self._is_final():
+            with _LOCK:  # a consistent snapshot while a builder may still change it
+                return self._build(self._views[0])
+        # Final: inputs frozen, no lock needed; racing readers build the same value.
+        self._host = built = self._build(self._views[0])
+        return built
 
     @property
     def attributes(self) -> Mapping[str, AttributeValue]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -23,7 +24,7 @@ from sqreen_otel._config import current_config
 from sqreen_otel._events import LiveEvent
 from sqreen_otel._outcome import ExportOutcome
 from sqreen_otel._request_context import RequestContext, request_fields
-from sqreen_otel._scrub import Scrubber
+from sqreen_otel._scrub import Scrubber, scrubber_for
 from sqreen_otel._sdk_bridge import span_attributes
 
 
@@ -36,7 +37,28 @@ class SecurityEvent(NamedTuple):
     request: RequestContext  # shared by the events of one span
     trace_id: str  # 32 hex digits
     span_id: str  # 16 hex digits
-    key: str = ""  # unique per event once stored (``events.event_key``): for de-duplication
+    key: str = ""  # unique per event, the same on every copy (``sqreen.event.id``): for de-duplication
+
+
+def log_attributes(event: SecurityEvent) -> dict[str, Any]:
+    """The attributes of an event as one log record (OTLP and the app's ``LoggerProvider``):
+    the event's, and its request's default properties (a log record stands alone)."""
+    request = event.request
+    values: dict[str, Any] = {_schema.EVENT_TYPE: event.event_type}
+    values.update({_schema.PROPERTIES_PREFIX + key: value for key, value in event.properties.items()})
+    values.update({_schema.USER_PREFIX + key: value for key, value in event.user_identifiers.items()})
+    values.update(
+        {
+            _schema.CLIENT_ADDRESS: request.client_ip,
+            "user_agent.original": request.user_agent,
+            "http.request.method": request.method,
+            "url.path": request.path,
+            "http.route": request.route,
+            "url.query": urllib.parse.urlencode(request.parameters, doseq=True) or None,
+            _schema.EVENT_ID: event.key or None,
+        }
+    )
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def event_attributes(event: Event) -> Mapping[str, Any]:
@@ -59,11 +81,15 @@ def _span_events(span: ReadableSpan, scrubber: Scrubber) -> Iterator[SecurityEve
     context = scrubber.scrub_request(request_fields(span_attributes(span)))
     trace_id = f"{span.context.trace_id:032x}" if span.context else "0" * 32
     span_id = f"{span.context.span_id:016x}" if span.context else "0" * 16
-    for event, raw in events:
+    for index, (event, raw) in enumerate(events):
         event_type = raw.get(_schema.EVENT_TYPE)
         if not isinstance(event_type, str):
             continue
-        properties, identifiers = scrubber.scrub_event(raw)
+        event_id = raw.get(_schema.EVENT_ID)
+        if not isinstance(event_id, str):  # an event of another writer: its place in the span
+            event_id = f"{trace_id}:{span_id}:{index}:{event.timestamp}:{event.name}"
+        scrubbed = isinstance(event, LiveEvent) and event.scrubber is scrubber
+        properties, identifiers = scrubber.scrub_event(raw, scrubbed=scrubbed)
         yield SecurityEvent(
             name=scrubber.scrub_text(event.name),
             event_type=event_type,
@@ -73,6 +99,7 @@ def _span_events(span: ReadableSpan, scrubber: Scrubber) -> Iterator[SecurityEve
             request=context,
             trace_id=trace_id,
             span_id=span_id,
+            key=event_id,
         )
 
 
@@ -99,7 +126,7 @@ class EventExporter(SpanExporter, abc.ABC):
         """Ship already-scrubbed events."""
 
     def export_batch(self, spans: Sequence[ReadableSpan]) -> ExportOutcome:
-        return self.export_events(scrubbed_events(spans, Scrubber.from_config(current_config())))
+        return self.export_events(scrubbed_events(spans, scrubber_for(current_config())))
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return self.export_batch(spans).result

@@ -1,5 +1,10 @@
 """Where an event goes, so that none is lost silently.
 
+An event is *on* a span in one of two ways, by ``SQREEN_EVENT_SIGNAL``: as one of its span
+events (``span``, ``both``), or *attached* to it, kept off its events in a registry of ours
+(``logs``, ``none``: the app's span exporters never see it). Either way it becomes final when
+that span ends and our processor ships it with the span's request attributes.
+
 1. The request's local-root SERVER span, while it is open.
 2. With no request state (a background job, a CLI, a worker thread without copied context):
    the current span if it is recording.
@@ -9,6 +14,8 @@
    is not recording), or ``evicted`` (pushed out by ``OTEL_SPAN_EVENT_COUNT_LIMIT``).
    ``SecurityEventSampler`` always records carriers; if the host's sampler drops one anyway,
    the event is counted in ``stats()["events_lost_unsampled"]`` and a warning is logged.
+   When events are not span events (``logs``, ``none``) carriers are never sampled: the
+   app's exporters skip them.
 """
 
 from __future__ import annotations
@@ -27,7 +34,14 @@ from sqreen_otel._config import current_config
 from sqreen_otel._events import LiveEvent
 from sqreen_otel._log import warn_once
 from sqreen_otel._request_context import REQUEST_CONTEXT_KEYS
-from sqreen_otel._sdk_bridge import add_event_if_open, carrier_tracer, event_limits, is_sdk_span, max_events
+from sqreen_otel._sdk_bridge import (
+    add_event_if_open,
+    carrier_tracer,
+    event_limits,
+    is_sdk_span,
+    max_events,
+    run_if_open,
+)
 from sqreen_otel._state import RequestState, environ_attributes
 from sqreen_otel._stats import stats
 from sqreen_otel._version import __version__
@@ -44,10 +58,17 @@ _open_carriers: dict[int, tuple[SdkSpan, float]] = {}
 _carriers_lock = threading.Lock()
 
 
+# Events attached to open spans without being span events: span id -> events, in order. An
+# entry is added under the span's own lock while it is open and taken by our processor when
+# the span ends (``take_attached``), so none is missed nor left behind.
+_attached: dict[int, list[LiveEvent]] = {}
+
+
 def _reinit_lock() -> None:
     global _carriers_lock  # noqa: PLW0603 - replaced in a forked child
     _carriers_lock = threading.Lock()
     _open_carriers.clear()  # the parent's to end
+    _attached.clear()  # the parent's spans
 
 
 _fork.in_child(_reinit_lock)
@@ -102,9 +123,17 @@ def _tracer() -> trace.Tracer:
 
 
 def put_on(span: SdkSpan, event: LiveEvent) -> bool:
-    """Put ``event`` on ``span`` if it is still open."""
+    """Put ``event`` on ``span`` if it is still open: as a span event, or attached (see above)."""
     event.place(span, event_limits(span))
-    return add_event_if_open(span, event)
+    if current_config().events_on_spans:
+        return add_event_if_open(span, event)
+    span_id = span.get_span_context().span_id
+    return run_if_open(span, lambda: _attached.setdefault(span_id, []).append(event))
+
+
+def take_attached(span_id: int) -> list[LiveEvent]:
+    """The events attached to the span ``span_id`` (which is ending), in order; forgets them."""
+    return _attached.pop(span_id, []) if _attached else []
 
 
 def request_attributes(span: SdkSpan) -> dict[str, Any]:
@@ -213,11 +242,13 @@ def _on_carrier(
     return True, carrier
 
 
-def rescue_evicted(state: RequestState) -> None:
-    """Re-emit the events the span's event limit pushed out, on a carrier (called at span end)."""
+def rescue_evicted(state: RequestState, attached: Sequence[LiveEvent]) -> None:
+    """Re-emit the span events the span's event limit pushed out, on a carrier (at span end);
+    ``attached`` were never span events."""
     if not state.events:
         return
     present = {id(event) for event in state.span.events}
+    present.update(id(event) for event in attached)
     evicted = [event for event in state.events if id(event) not in present]
     if not evicted:
         return

@@ -8,7 +8,8 @@
   events, write the resolved client IP and re-emit our events that
   ``OTEL_SPAN_EVENT_COUNT_LIMIT`` pushed out of the span.
 * ``on_end``: hand the spans that carry our events, sampled or not, to the shipping side (an
-  O(1) append); leave every other span to the host's own pipeline.
+  O(1) append; events attached off the span's events travel in a copy of the span); leave
+  every other span to the host's own pipeline.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from opentelemetry.trace import SpanKind
 from sqreen_otel._config import current_config
 from sqreen_otel._events import LiveEvent
 from sqreen_otel._guard import report_internal_error
-from sqreen_otel._placement import rescue_evicted
+from sqreen_otel._placement import rescue_evicted, take_attached
+from sqreen_otel._scrubbing_exporter import with_events
 from sqreen_otel._sdk_bridge import ON_ENDING, has_events
 from sqreen_otel._shipping import Shipping
 from sqreen_otel._state import pending_environ, request_ending, request_started
@@ -32,13 +34,14 @@ class SqreenSpanProcessor(SpanProcessor):
 
     def __init__(self, shipping: Shipping | None = None) -> None:
         self._event_counts: dict[int, int] = {}  # span id -> our events, from _on_ending to on_end
+        self._attached: dict[int, list[LiveEvent]] = {}  # span id -> events kept off its span events
         self.shipping = shipping if shipping is not None else Shipping()
 
     def set_shipping(self, shipping: Shipping) -> None:
         """Ship through ``shipping`` from now on; the previous one is flushed and closed."""
         old, self.shipping = self.shipping, shipping
         if old is not shipping:
-            old.shutdown(current_config().graceful_timeout)
+            old.shutdown(current_config().graceful_timeout, keep=shipping.pipelines)
 
     def on_start(self, span: SdkSpan, parent_context: Context | None = None) -> None:
         if span.kind is not SpanKind.SERVER:
@@ -55,19 +58,24 @@ class SqreenSpanProcessor(SpanProcessor):
     def _on_ending(self, span: ReadableSpan) -> None:
         """The span-end work, before any processor's ``on_end`` (see ``_sdk_bridge.ON_ENDING``)."""
         try:
+            span_id = span.context.span_id if span.context else 0
             state = request_ending(span)
+            attached = take_attached(span_id)
             if state is not None and state.events:
                 state.finish_http()
-                rescue_evicted(state)  # finalises the evicted ones; the scan below, the others
-            if not has_events(span):
-                return
-            ours = 0
-            for candidate in span.events:
-                if isinstance(candidate, LiveEvent):
-                    candidate.finalize()
-                    ours += 1
+                rescue_evicted(state, attached)  # finalises the evicted ones; the scans below, the others
+            ours = len(attached)
+            for event in attached:
+                event.finalize()
+            if has_events(span):
+                for candidate in span.events:
+                    if isinstance(candidate, LiveEvent):
+                        candidate.finalize()
+                        ours += 1
             if ours and self.shipping.active:
-                self._event_counts[span.context.span_id] = ours
+                self._event_counts[span_id] = ours
+                if attached:
+                    self._attached[span_id] = attached
         except Exception as exc:  # noqa: BLE001 - never raise into the span lifecycle
             report_internal_error("on_ending", exc)
 
@@ -78,9 +86,11 @@ class SqreenSpanProcessor(SpanProcessor):
             return
         try:
             # A new ReadableSpan object: find the count by span id (_on_ending ran just before).
-            events = self._event_counts.pop(span.context.span_id, 0) if span.context else 0
+            span_id = span.context.span_id if span.context else 0
+            events = self._event_counts.pop(span_id, 0)
             if events:
-                self.shipping.submit(span, events)
+                attached = self._attached.pop(span_id, None)
+                self.shipping.submit(with_events(span, attached) if attached else span, events)
         except Exception as exc:  # noqa: BLE001
             report_internal_error("on_end", exc)
 

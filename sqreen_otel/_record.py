@@ -32,6 +32,7 @@ from sqreen_otel._normalize import (
     timestamp_ns,
 )
 from sqreen_otel._placement import end_carrier, hold_open, place, unsampled_request
+from sqreen_otel._scrub import scrubber_for
 from sqreen_otel._state import RequestState, current_state, pending_environ
 from sqreen_otel._stats import stats
 
@@ -92,13 +93,15 @@ class _Target:
         keep_open: bool = False,
     ) -> TrackedEvent:
         ids, source = self.identifiers_for(identifiers, name)
+        config = current_config()
         event = LiveEvent(
             name,
             event_type,
             timestamp_ns=timestamp,
             identifiers=ids,
             user_source=source,
-            views=user_views(current_config()),
+            scrubber=scrubber_for(config),
+            views=user_views(config),
             extra=extra,
         )
         if properties is not None:
@@ -128,15 +131,16 @@ class _Target:
         config = current_config()
         props, _ = normalize_properties(traits, config.max_event_properties, "identify traits")
         host_view = user_views(config)[0]
+        scrubber = scrubber_for(config)
         if self.state is not None:
-            if not self.state.identify(ids, props, host_view):
+            if not self.state.identify(ids, props, host_view, scrubber):
                 warn_once(
                     "identify_twice",
                     "%s: the request already identified another user; the first one is kept.",
                     where,
                 )
         elif self.current.is_recording():
-            self.current.set_attributes(identity_attributes(ids, props, host_view))
+            self.current.set_attributes(identity_attributes(ids, props, host_view, scrubber))
         self.record(_schema.IDENTIFY_EVENT_NAME, "identify", ids)
 
 

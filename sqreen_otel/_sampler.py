@@ -7,18 +7,28 @@ host's wrapped in this one (the host's sampler itself is never replaced: its spa
 decide exactly as without us). Where the host's sampler would DROP a carrier, this answers
 RECORD_ONLY instead: the carrier records but stays *unsampled*, so the host's own processors
 and exporters still skip it and downstream services still see "not sampled". Our processor
-ships the spans that carry security events, whatever their sampled flag.
+ships the spans that carry security events, whatever their sampled flag. When our events are
+not span events (``SQREEN_EVENT_SIGNAL`` ``logs`` or ``none``) every carrier is RECORD_ONLY:
+the app's exporters would only see an empty ``sqreen.events`` span.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
+
+from sqreen_otel._config import current_config
+
+
+def _parent_state(parent_context: Context | None) -> TraceState | None:
+    """The trace state a child keeps (the parent's), as the SDK's samplers do."""
+    return trace.get_current_span(parent_context).get_span_context().trace_state
 
 
 class SecurityEventSampler(Sampler):
@@ -37,6 +47,8 @@ class SecurityEventSampler(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
+        if not current_config().events_on_spans:
+            return SamplingResult(Decision.RECORD_ONLY, attributes, _parent_state(parent_context))
         result = self.delegate.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )

@@ -14,6 +14,7 @@ USER_PREFIX: Final = "sqreen.user."
 USER_SOURCE: Final = "sqreen.event.user_source"  # "event" | "identify"
 AUTH_SUCCESS: Final = "sqreen.auth.success"
 DROPPED_PROPERTIES: Final = "sqreen.event.dropped_properties"
+EVENT_ID: Final = "sqreen.event.id"  # unique per event, the same on every copy (for de-duplication)
 
 # On the request span.
 TRAITS_PREFIX: Final = "sqreen.traits."

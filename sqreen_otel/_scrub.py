@@ -661,18 +661,21 @@ class Scrubber:
             self._pseudonymise(result)
         return result
 
-    def scrub_event(self, attributes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def scrub_event(
+        self, attributes: Mapping[str, Any], *, scrubbed: bool = False
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The (properties, user identifiers) of one of our events, scrubbed by the same plans as
-        ``scrub_attributes`` (the rest of its attributes are our bookkeeping, not shipped)."""
+        ``scrub_attributes`` (the rest of its attributes are our bookkeeping, not shipped).
+        ``scrubbed``: this scrubber already scrubbed them (a ``LiveEvent``'s): only split."""
         properties: dict[str, Any] = {}
         identifiers: dict[str, Any] = {}
         plans, scrub = self._plans, self._scrub_planned
         for key, value in readable(attributes).items():
             plan = plans.get(key) or self._plan(key)
             if plan.group is _PROPERTIES:
-                properties[plan.short] = scrub(plan, key, value)
+                properties[plan.short] = value if scrubbed else scrub(plan, key, value)
             elif plan.group is _IDENTIFIERS:
-                identifiers[plan.short] = scrub(plan, key, value)
+                identifiers[plan.short] = value if scrubbed else scrub(plan, key, value)
         return properties, identifiers
 
     def _scrub_planned(self, plan: _Plan, key: str, value: Any) -> Any:
@@ -753,6 +756,10 @@ def _pair_value_end(text: str, start: int, separator: str) -> int:
     """
     limit = min(len(text), start + _MAX_PAIR_VALUE)
     at = start
+    if text.startswith(MASK, at):  # already scrubbed: keep it as it is (scrubbing is idempotent)
+        after = at + len(MASK)
+        if after >= len(text) or _PAIR_VALUE_END[separator].match(text, after):
+            return after
     if at + 1 < limit and text[at] in "bBuUrR" and text[at + 1] in "\"'":
         at += 1  # a bytes/unicode/raw literal in a repr
     if at < limit and text[at] in "\"'":
@@ -792,3 +799,17 @@ def _bracket_end(text: str, at: int, limit: int) -> int:
         position = special.end()
         if depth <= 0:
             return position
+
+
+_current: tuple[Config, Scrubber] | None = None
+
+
+def scrubber_for(config: Config) -> Scrubber:
+    """The one scrubber of ``config`` (shared, so its per-key plans are learnt once)."""
+    global _current  # noqa: PLW0603 - a one-entry cache, replaced when the settings change
+    current = _current
+    if current is not None and current[0] is config:
+        return current[1]
+    scrubber = Scrubber.from_config(config)
+    _current = (config, scrubber)
+    return scrubber

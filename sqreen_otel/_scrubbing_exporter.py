@@ -13,17 +13,51 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link
 from opentelemetry.trace.status import Status
 
+from sqreen_otel import _schema
 from sqreen_otel._config import current_config
+from sqreen_otel._events import LiveEvent
 from sqreen_otel._model import EventExporter, event_attributes, scrubbed_events
 from sqreen_otel._outcome import ExportOutcome, export_outcome
-from sqreen_otel._scrub import Scrubber
-from sqreen_otel._sdk_bridge import attributes_copy, span_attributes
+from sqreen_otel._scrub import Scrubber, scrubber_for
+from sqreen_otel._sdk_bridge import attributes_copy, bounded_list, span_attributes
 
 __all__ = ["ScrubbingSpanExporter"]
+
+
+def _scrubbed(scrubber: Scrubber, event: Event, attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's attributes scrubbed: ours were, by this scrubber, when first read."""
+    if isinstance(event, LiveEvent) and event.scrubber is scrubber:
+        return dict(attributes)
+    return scrubber.scrub_attributes(attributes)
+
+
+def with_events(span: ReadableSpan, events: Sequence[Event]) -> ReadableSpan:
+    """``span`` carrying ``events`` (our events kept off its span events) for our own pipeline.
+
+    A carrier of ours that the app never exports (``SQREEN_EVENT_SIGNAL`` without ``span``)
+    lends its events its parent's ids: they correlate with the request span the app exported.
+    """
+    context = span.context
+    attributes = span_attributes(span)
+    if span.parent is not None and span.parent.is_valid and _schema.CARRIER_REASON in attributes:
+        context = span.parent
+    return ReadableSpan(
+        name=span.name,
+        context=context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=list(events),
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
 
 
 def scrub_span(
@@ -37,23 +71,21 @@ def scrub_span(
     """
     text = scrubber.scrub_text
     attributes_of = event_attributes if ours else _host_attributes
-    events = BoundedList.from_seq(
-        None,
+    events = bounded_list(
         [
             Event(
                 text(event.name),
                 attributes_copy(
-                    scrubber.scrub_attributes(attributes_of(event)),
+                    _scrubbed(scrubber, event, attributes_of(event)),
                     getattr(event, "dropped_attributes", 0),
                 ),
                 event.timestamp,
             )
             for event in span.events
         ],
+        span.dropped_events,
     )
-    events.dropped = span.dropped_events
-    links = BoundedList.from_seq(
-        None,
+    links = bounded_list(
         [
             Link(
                 link.context,
@@ -61,8 +93,8 @@ def scrub_span(
             )
             for link in span.links
         ],
+        span.dropped_links,
     )
-    links.dropped = span.dropped_links
     status = span.status
     if status.description:
         status = Status(status.status_code, text(status.description))
@@ -97,7 +129,7 @@ class ScrubbingSpanExporter(SpanExporter):
         self, wrapped: SpanExporter, scrubber: Scrubber | None = None, *, ours: bool = False
     ) -> None:
         self.wrapped = wrapped
-        self.scrubber = scrubber if scrubber is not None else Scrubber.from_config(current_config())
+        self.scrubber = scrubber if scrubber is not None else scrubber_for(current_config())
         self._ours = ours  # our own pipeline's (see scrub_span)
         self._resources: dict[int, tuple[Resource, Resource]] = {}  # id -> (original, scrubbed)
 

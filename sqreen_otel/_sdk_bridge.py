@@ -9,9 +9,12 @@ silently losing events. Where an SDK of the range lacks one, the best available 
   its span-end work at the start of its ``on_end``: the span it gets there shares its
   attributes and events with the ending span, and no other processor has seen it yet.
 
-* ``add_event_if_open``: put an event object on a span, atomically with the span's own
-  "has it ended?" check (the public ``add_event`` would freeze our attributes on the spot,
-  and ``_add_event`` logs a warning into the host's logs when the span just ended).
+* ``add_event_if_open`` / ``run_if_open``: put an event object on a span (or run a step),
+  atomically with the span's own "has it ended?" check (the public ``add_event`` would freeze
+  our attributes on the spot, and ``_add_event`` logs a warning into the host's logs when the
+  span just ended).
+* ``logger_provider_is_set``: whether the app set a global ``LoggerProvider`` (the API's
+  ``get_logger_provider`` hands out a silent proxy until then).
 * ``event_limits``: the span's limits for event attributes, so our events get the same
   bounds the SDK would apply.
 * ``set_attributes_while_ending``: the specification's ``OnEnding`` lets a processor still
@@ -19,13 +22,19 @@ silently losing events. Where an SDK of the range lacks one, the best available 
   ``_on_ending``. Used to write the resolved client IP once the instrumentation is done
   with the span (Flask and Django re-set their start attributes after the span started).
 * ``has_events``: whether a span holds events, without the copy ``span.events`` makes.
+* ``set_event_timestamp``: an event's time changed after creation (``with_timestamp``);
+  ``Event`` keeps it in ``_timestamp`` and has no setter.
+* ``bounded_list``: the SDK's ``BoundedList`` (events, links of a span copy) with a dropped count.
+* ``max_events``: the span's event limit (``OTEL_SPAN_EVENT_COUNT_LIMIT``); the SDK evicts the
+  oldest past it, which ``_placement.rescue_evicted`` detects with the public ``span.events``.
 * ``attributes_copy``: attribute containers for scrubbed span copies, without re-cleaning.
 * ``readable``: the plain dict behind ``BoundedAttributes``, for read-only iteration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
@@ -39,6 +48,7 @@ from opentelemetry.sdk.trace import (
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Span, Tracer, TracerProvider
 
 _DEFAULT_LIMITS = SpanLimits()
@@ -50,12 +60,27 @@ def is_sdk_span(span: Span) -> bool:
 
 def add_event_if_open(span: SdkSpan, event: Event) -> bool:
     """Append ``event`` to ``span`` unless it has ended; True if it was appended."""
+    events: Any = span._events  # a BoundedList (typed as Sequence upstream)
+    return run_if_open(span, functools.partial(events.append, event))
+
+
+def run_if_open(span: SdkSpan, step: Callable[[], object]) -> bool:
+    """Run ``step`` unless ``span`` has ended, under the lock its ``end()`` takes; True if run.
+
+    What ``step`` records is seen by every ``_on_ending``/``on_end`` of the span.
+    """
     with span._lock:
         if span._end_time is not None:
             return False
-        events: Any = span._events  # a BoundedList (typed as Sequence upstream)
-        events.append(event)
+        step()
         return True
+
+
+def logger_provider_is_set() -> bool:
+    """Whether a global ``LoggerProvider`` was set (else log records go nowhere, silently)."""
+    from opentelemetry._logs import _internal as logs_api
+
+    return getattr(logs_api, "_LOGGER_PROVIDER", None) is not None
 
 
 def set_attributes_while_ending(span: SdkSpan, attributes: Mapping[str, str | tuple[str, ...]]) -> None:
@@ -103,6 +128,18 @@ def readable(attributes: Mapping[str, Any] | None) -> Mapping[str, Any]:
 def span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
     """The span's attributes for read-only iteration (``span.attributes`` wraps them in a proxy)."""
     return readable(getattr(span, "_attributes", None) or span.attributes)
+
+
+def set_event_timestamp(event: Event, timestamp_ns: int) -> None:
+    """Change an event's time (``Event`` sets it once, in its constructor)."""
+    event._timestamp = timestamp_ns
+
+
+def bounded_list(items: list[Any], dropped: int) -> Any:
+    """A ``BoundedList`` holding ``items`` and reporting ``dropped`` (span copies keep the count)."""
+    bounded = BoundedList.from_seq(None, items)
+    bounded.dropped = dropped
+    return bounded
 
 
 def has_events(span: ReadableSpan) -> bool:

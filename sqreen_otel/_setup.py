@@ -16,6 +16,7 @@ import weakref
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry._logs import LoggerProvider
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -25,10 +26,11 @@ from sqreen_otel._log import reset_logs, warn_once
 from sqreen_otel._pipeline import ExportPipeline, PipelineSettings
 from sqreen_otel._placement import use_provider
 from sqreen_otel._processor import SqreenSpanProcessor
-from sqreen_otel._scrub import Scrubber
+from sqreen_otel._scrub import scrubber_for
 from sqreen_otel._scrubbing_exporter import ScrubbingSpanExporter
 from sqreen_otel._sdk_bridge import install_processor
-from sqreen_otel._shipping import Shipping
+from sqreen_otel._shipping import Shipping, app_logs_pipelines
+from sqreen_otel.exporters.logs import use_logger_provider
 
 _lock = threading.Lock()
 
@@ -52,6 +54,7 @@ def configure(
     max_event_properties: int = _UNSET,
     log_level: str | None = _UNSET,
     exporter: str | list[str] | tuple[str, ...] | SpanExporter = _UNSET,
+    event_signal: str | None = _UNSET,
     heartbeat_delay: float = _UNSET,
     batch_size: int = _UNSET,
     max_queue_length: int = _UNSET,
@@ -71,15 +74,22 @@ def configure(
     app_name: str | None = _UNSET,
     local_store: str = _UNSET,
     tracer_provider: trace.TracerProvider | None = None,
+    logger_provider: LoggerProvider | None = None,
 ) -> Config:
     """Apply settings (arguments beat ``SQREEN_*`` environment variables) and install the SDK.
 
     ``exporter`` is a ``SQREEN_EXPORTER`` value (names, comma-separated or a list) or any
     ``SpanExporter``, which then gets the same scrubbing and pipeline. ``tracer_provider``
-    defaults to the global one. Raises ``TypeError``/``ValueError`` for a bad argument.
+    defaults to the global one; ``logger_provider`` (for ``event_signal`` ``logs``/``both``)
+    too. Raises ``TypeError``/``ValueError`` for a bad argument.
     """
-    arguments = {key: value for key, value in locals().items() if key != "tracer_provider"}
+    arguments = {
+        key: value for key, value in locals().items() if key not in ("tracer_provider", "logger_provider")
+    }
     overrides = {key: value for key, value in arguments.items() if value is not _UNSET}
+    if logger_provider is not None and not isinstance(logger_provider, LoggerProvider):
+        raise TypeError(f"logger_provider: expected a LoggerProvider, got {type(logger_provider).__name__}")
+    use_logger_provider(logger_provider)
     exporter_instance: SpanExporter | None = None
     if isinstance(exporter, SpanExporter):
         exporter_instance = exporter
@@ -87,6 +97,7 @@ def configure(
     config = build_config(overrides)
     reset_logs()
     set_current_config(config)
+    _warn_about_copies(config)
     provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     if config.disable:
         return config
@@ -103,26 +114,49 @@ def configure(
     return config
 
 
+def _warn_about_copies(config: Config) -> None:
+    """Events asked for in the app's telemetry *and* shipped by our ``otlp`` exporter: a
+    Collector receiving both gets each event twice (each copy carries ``sqreen.event.id``)."""
+    if "otlp" in config.exporter and config.event_signals:
+        warn_once(
+            "signal_and_otlp",
+            "SQREEN_EVENT_SIGNAL=%s with SQREEN_EXPORTER=otlp: a Collector that receives the app's "
+            "%s and sqreen-otel's log records gets each security event twice (both copies carry "
+            "sqreen.event.id). Leave SQREEN_EVENT_SIGNAL unset for one copy per Collector.",
+            config.event_signal,
+            " and ".join("traces" if signal == "span" else "logs" for signal in sorted(config.event_signals)),
+        )
+
+
 def _shipping(
     config: Config, exporter_instance: SpanExporter | None, current: Shipping, service: str | None
 ) -> Shipping:
     """The built-in exporters' spool and drainers; or one in-memory pipeline for an exporter
-    instance (the pipeline already shipping to that same instance is kept)."""
+    instance (the pipeline already shipping to that same instance is kept, and so is the
+    pipeline of log records if still wanted: ``set_shipping`` leaves kept parts running)."""
     if exporter_instance is None:
         return Shipping.from_config(config, service)
     settings = PipelineSettings(
         config.heartbeat_delay, config.batch_size, config.max_queue_length, config.graceful_timeout
     )
-    scrubber = Scrubber.from_config(config)
+    scrubber = scrubber_for(config)
+    custom = None
     for pipeline in current.pipelines:
         exporter = pipeline.exporter
         if isinstance(exporter, ScrubbingSpanExporter) and exporter.wrapped is exporter_instance:
             pipeline.settings = settings
             exporter.scrubber = scrubber
-            return current
-    # Our pipeline's exporter: scrubbed copies with what our exporters ship (``ours``).
-    factory = functools.partial(ScrubbingSpanExporter, exporter_instance, scrubber, ours=True)
-    return Shipping(pipelines=[ExportPipeline("custom", factory, settings)])
+            custom = pipeline
+    if custom is None:
+        # Our pipeline's exporter: scrubbed copies with what our exporters ship (``ours``).
+        factory = functools.partial(ScrubbingSpanExporter, exporter_instance, scrubber, ours=True)
+        custom = ExportPipeline("custom", factory, settings)
+    logs = [pipeline for pipeline in current.pipelines if pipeline.name == "logs"]
+    if "logs" not in config.event_signals:
+        logs = []
+    elif not logs:
+        logs = app_logs_pipelines(config)
+    return Shipping(pipelines=[custom, *logs])
 
 
 def _service_name(provider: SdkTracerProvider) -> str | None:

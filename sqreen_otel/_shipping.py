@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from sqreen_otel import _store
 from sqreen_otel._config import Config
 from sqreen_otel._drain import Drainer, DrainSettings
-from sqreen_otel._pipeline import ExportPipeline
+from sqreen_otel._pipeline import ExportPipeline, PipelineSettings
 from sqreen_otel._placement import end_open_carriers
-from sqreen_otel._scrub import Scrubber
+from sqreen_otel._scrub import scrubber_for
 from sqreen_otel._spool import Spool, SpoolSettings
 from sqreen_otel._stats import stats
 from sqreen_otel.exporters import REMOTE, ConsoleEventExporter, remote_exporter_factories
@@ -45,10 +45,11 @@ class Shipping:
 
     @classmethod
     def from_config(cls, config: Config, service: str | None) -> Shipping:
-        """The built-in exporters named by ``config.exporter`` (``none``: nothing at all)."""
+        """The built-in exporters named by ``config.exporter`` (``none``: nothing at all), and
+        the app's ``LoggerProvider`` if the events are log records (``SQREEN_EVENT_SIGNAL``)."""
         names = config.exporter
         if not names:
-            return cls()
+            return cls(pipelines=app_logs_pipelines(config))
         remote = [name for name in names if name in REMOTE]
         path = config.local_store if ("local" in names or remote) else None
         factories = remote_exporter_factories(config, service) if path is not None else []
@@ -56,7 +57,7 @@ class Shipping:
         origin = _store.origin_for(service, {name: factory().destination for name, factory in factories})
         spool = Spool(
             path,
-            Scrubber.from_config(config),
+            scrubber_for(config),
             SpoolSettings(
                 config.spool_interval,
                 config.batch_size,
@@ -74,7 +75,7 @@ class Shipping:
             drainer = Drainer(name, factory, path, route=origin.routes[name], settings=settings)
             spool.on_written.append(drainer.poke)
             drainers.append(drainer)
-        return cls(spool, drainers)
+        return cls(spool, drainers, app_logs_pipelines(config))
 
     @property
     def active(self) -> bool:
@@ -103,15 +104,17 @@ class Shipping:
         self._drops_seen = drops
         return durable and all(delivered) and not dropped
 
-    def shutdown(self, timeout: float) -> None:
-        """Stop all, then give each the rest of one shared deadline (they finish in parallel).
-        Once: the provider's own shutdown and ours may both call it."""
+    def shutdown(self, timeout: float, keep: Sequence[ExportPipeline] = ()) -> None:
+        """Stop all (but the pipelines in ``keep``, handed to the next shipping), then give each
+        the rest of one shared deadline (they finish in parallel). Once: the provider's own
+        shutdown and ours may both call it."""
         if self._closed:
             return
         self._closed = True
         end_open_carriers()
         deadline = time.monotonic() + timeout
-        for pipeline in self.pipelines:
+        pipelines = [pipeline for pipeline in self.pipelines if pipeline not in keep]
+        for pipeline in pipelines:
             pipeline.stop()
         if self.spool is not None:
             self.spool.finish(deadline)
@@ -119,8 +122,22 @@ class Shipping:
             drainer.stop()
         for drainer in self.drainers:
             drainer.finish(deadline)
-        for pipeline in self.pipelines:
+        for pipeline in pipelines:
             pipeline.finish(deadline)
+
+
+def app_logs_pipelines(config: Config) -> list[ExportPipeline]:
+    """The pipeline of log records to the app's ``LoggerProvider``, if ``SQREEN_EVENT_SIGNAL``
+    asks for them: in memory (the app's log pipeline is the destination), every
+    ``SQREEN_SPOOL_INTERVAL`` like the store."""
+    if "logs" not in config.event_signals:
+        return []
+    from sqreen_otel.exporters.logs import LoggerProviderEventExporter
+
+    settings = PipelineSettings(
+        config.spool_interval, config.batch_size, config.max_queue_length, config.graceful_timeout
+    )
+    return [ExportPipeline("logs", LoggerProviderEventExporter, settings)]
 
 
 def _dropped() -> int:

@@ -35,6 +35,7 @@ from sqreen_otel._config import Config
 from sqreen_otel._events import LiveEvent, UserView, identity_attributes
 from sqreen_otel._log import log_once
 from sqreen_otel._normalize import AttributeValue, Scalar
+from sqreen_otel._scrub import Scrubber
 from sqreen_otel._sdk_bridge import set_attributes_while_ending
 from sqreen_otel._stats import stats
 
@@ -196,14 +197,18 @@ class RequestState:
             set_attributes_while_ending(self.span, attributes)
 
     def identify(
-        self, identifiers: dict[str, Scalar], traits: Mapping[str, AttributeValue], view: UserView
+        self,
+        identifiers: dict[str, Scalar],
+        traits: Mapping[str, AttributeValue],
+        view: UserView,
+        scrubber: Scrubber,
     ) -> bool:
         """Associate the user with the request (first call wins); False if another user already was."""
         with _IDENTIFY_LOCK:  # rare, tiny critical section: one lock for all requests
             if self.identified is not None:
                 return self.identified == identifiers
             self.identified = identifiers
-        attributes = identity_attributes(identifiers, traits, view)
+        attributes = identity_attributes(identifiers, traits, view, scrubber)
         if attributes and not self.ended:
             self.span.set_attributes(attributes)
         return True

@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -59,7 +61,16 @@ def make_otel(
 
 
 def events_of(span: ReadableSpan) -> list[tuple[str, dict[str, object]]]:
-    return [(event.name, dict(event.attributes or {})) for event in span.events]
+    """(name, attributes) of each event; ours without their ``sqreen.event.id``, which is
+    checked here (a random 128-bit id, present on every event we record)."""
+    found: list[tuple[str, dict[str, object]]] = []
+    for event in span.events:
+        attributes: dict[str, object] = dict(event.attributes or {})
+        if "sqreen.event.type" in attributes:
+            event_id = attributes.pop("sqreen.event.id")
+            assert isinstance(event_id, str) and re.fullmatch("[0-9a-f]{32}", event_id), event_id
+        found.append((event.name, attributes))
+    return found
 
 
 def only(spans: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
@@ -85,3 +96,22 @@ def run_python(
         timeout=120,
         check=False,
     )
+
+
+class LogCapture:
+    """An SDK ``LoggerProvider`` keeping what is emitted, across SDK releases (the in-memory
+    exporter was renamed in 1.39, and the records it keeps changed type)."""
+
+    def __init__(self) -> None:
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs import export as logs_export
+
+        renamed = getattr(logs_export, "InMemoryLogRecordExporter", None)
+        exporter_class = renamed or logs_export.InMemoryLogExporter
+        self.exporter = exporter_class()
+        self.provider = LoggerProvider()
+        self.provider.add_log_record_processor(logs_export.SimpleLogRecordProcessor(self.exporter))
+
+    def records(self) -> list[Any]:
+        """The API-level log records emitted so far (``event_name``, ``attributes``, ids...)."""
+        return [getattr(item, "log_record", item) for item in self.exporter.get_finished_logs()]

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import run_python
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -17,12 +19,15 @@ from sqreen_otel import SecurityEventSampler
 from sqreen_otel._sdk_bridge import (
     ON_ENDING,
     add_event_if_open,
+    bounded_list,
     carrier_tracer,
     event_limits,
     has_events,
     install_processor,
     max_events,
+    run_if_open,
     set_attributes_while_ending,
+    set_event_timestamp,
 )
 
 
@@ -117,3 +122,48 @@ def test_has_events_and_max_events() -> None:
     span.add_event("e")
     assert has_events(span) is True
     assert max_events(span) == 5
+
+
+def test_max_events_evicts_the_oldest_as_rescue_evicted_expects() -> None:
+    span = sdk_span(TracerProvider(span_limits=SpanLimits(max_events=2)))
+    for name in ("first", "second", "third"):
+        span.add_event(name)
+    assert [event.name for event in span.events] == ["second", "third"]  # the oldest went
+    assert span.dropped_events == 1
+
+
+def test_run_if_open_runs_until_the_span_ends() -> None:
+    span = sdk_span(TracerProvider())
+    ran: list[int] = []
+    assert run_if_open(span, lambda: ran.append(1)) is True
+    span.end()
+    assert run_if_open(span, lambda: ran.append(2)) is False
+    assert ran == [1]
+
+
+def test_set_event_timestamp_changes_the_events_time() -> None:
+    event = Event("e", None, 1_000)
+    set_event_timestamp(event, 2_000)
+    assert event.timestamp == 2_000
+
+
+def test_bounded_list_keeps_items_and_the_dropped_count() -> None:
+    events = [Event("a"), Event("b")]
+    bounded = bounded_list(events, 3)
+    assert list(bounded) == events and bounded.dropped == 3
+    copy = ReadableSpan(name="s", events=bounded)
+    assert copy.dropped_events == 3 and [event.name for event in copy.events] == ["a", "b"]
+
+
+def test_logger_provider_is_set_reads_the_api_global(tmp_path: Path) -> None:
+    """In a fresh process: unset, then set (the API allows one global provider per process)."""
+    program = (
+        "from opentelemetry._logs import set_logger_provider\n"
+        "from opentelemetry.sdk._logs import LoggerProvider\n"
+        "from sqreen_otel._sdk_bridge import logger_provider_is_set\n"
+        "print(logger_provider_is_set())\n"
+        "set_logger_provider(LoggerProvider())\n"
+        "print(logger_provider_is_set())\n"
+    )
+    completed = run_python(["-c", program], tmp_path)
+    assert completed.stdout.split() == ["False", "True"], completed.stderr
