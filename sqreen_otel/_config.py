@@ -104,6 +104,8 @@ class Config:
     local_store: str = field(default_factory=default_local_store)
     # Derived, not a setting: SQREEN_USER_ID_HMAC_KEY was set but invalid (fail closed).
     withhold_user_identifiers: bool = False
+    # Derived: OTEL_SDK_DISABLED=true, which disables us too (there are no spans to record on).
+    otel_sdk_disabled: bool = False
 
     @functools.cached_property
     def event_signals(self) -> frozenset[str]:
@@ -422,8 +424,13 @@ _SETTINGS: tuple[_Setting[Any], ...] = (
 )
 
 SETTING_NAMES = tuple(setting.field for setting in _SETTINGS)
-DERIVED_FIELDS = ("withhold_user_identifiers",)
+DERIVED_FIELDS = ("withhold_user_identifiers", "otel_sdk_disabled")
 ENVIRONMENT_VARIABLES = {setting.field: setting.env for setting in _SETTINGS}
+
+
+def otel_sdk_disabled(environ: Mapping[str, str]) -> bool:
+    """``OTEL_SDK_DISABLED=true``, read as the SDK reads it."""
+    return environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
 def build_config(overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
@@ -466,6 +473,8 @@ def build_config(overrides: Mapping[str, Any], environ: Mapping[str, str] | None
                 )
                 closed.update(setting.fail_closed.values)
     values.update(closed)
+    if otel_sdk_disabled(env):
+        values.update(disable=True, otel_sdk_disabled=True)
     config = dataclasses.replace(Config(), **values)
     if "http" in config.exporter and config.ingestion_url is None:
         if "exporter" in overrides or "ingestion_url" in overrides:

@@ -27,6 +27,7 @@ from typing import Any
 
 from opentelemetry import context, trace
 from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TracerProvider
 
 from sqreen_otel import _fork, _schema
@@ -117,9 +118,12 @@ def use_provider(provider: TracerProvider | None) -> None:
     _provider = provider
 
 
+def _tracer_provider() -> TracerProvider:
+    return _provider if _provider is not None else trace.get_tracer_provider()
+
+
 def _tracer() -> trace.Tracer:
-    provider = _provider if _provider is not None else trace.get_tracer_provider()
-    return carrier_tracer(provider, "sqreen_otel", __version__)
+    return carrier_tracer(_tracer_provider(), "sqreen_otel", __version__)
 
 
 def put_on(span: SdkSpan, event: LiveEvent) -> bool:
@@ -165,6 +169,21 @@ def start_carrier(reason: str, parent: SpanContext | None, attributes: Mapping[s
 
 
 def _lost(event: LiveEvent) -> None:
+    provider = _tracer_provider()
+    if not isinstance(provider, SdkTracerProvider):
+        stats.add("events_lost_no_sdk")
+        warn_once(
+            "lost_no_sdk",
+            "Security event %r could not be recorded: no OpenTelemetry SDK tracer provider is set up "
+            "(the global one is %s). Under opentelemetry-instrument this means its auto-configuration "
+            "failed: see the 'Configuration of ... failed' or 'Failed to auto initialize' error above "
+            "(for instance OTEL_TRACES_EXPORTER=otlp without its exporter package: pip install "
+            "opentelemetry-exporter-otlp-proto-http and set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf). "
+            "Otherwise set up the SDK, or pass tracer_provider= to sqreen_otel.configure().",
+            event.name,
+            type(provider).__name__,
+        )
+        return
     stats.add("events_lost_unsampled")
     warn_once(
         "lost_unsampled",
@@ -208,6 +227,8 @@ def unsampled_request(environ: Mapping[str, Any], parent: SpanContext) -> Reques
     becomes its span. Started at the request's first security event, so a request that
     tracks nothing pays nothing; ended by the middleware when the request ends."""
     reason = "unsampled" if parent.is_valid else "no_request"
+    if not parent.is_valid and isinstance(_tracer_provider(), SdkTracerProvider):
+        _no_server_span()  # (without an SDK nothing records: _lost says so)
     carrier = start_carrier(
         reason, parent if parent.is_valid else None, environ_attributes(environ, current_config())
     )
@@ -221,6 +242,20 @@ def unsampled_request(environ: Mapping[str, Any], parent: SpanContext) -> Reques
         hold_open(carrier)
     stats.add(f"requests_on_carrier_{reason}")
     return state
+
+
+def _no_server_span() -> None:
+    """A request reached ``SqreenMiddleware`` with no span at all, not even an unsampled one: no
+    HTTP server instrumentation is installed (events keep the request's fields from the WSGI
+    environ; the app's traces miss the request)."""
+    stats.add("requests_without_server_span")
+    warn_once(
+        "no_server_span",
+        "Requests have no OpenTelemetry HTTP server span: no instrumentation of the web framework "
+        "is installed. Security events still get the request's fields (from SqreenMiddleware), but "
+        "the app's traces miss the requests. Install it: pip install 'sqreen-otel[flask]' (or "
+        "'sqreen-otel[django]'), or wrap a plain WSGI app in OpenTelemetryMiddleware.",
+    )
 
 
 def end_unsampled_request(environ: Mapping[str, Any]) -> None:

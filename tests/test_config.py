@@ -206,7 +206,8 @@ def test_configure_without_an_sdk_provider_warns_and_does_not_crash(
     sqreen_otel.configure(tracer_provider=NoOpTracerProvider())
     assert any("needs an OpenTelemetry SDK TracerProvider" in r.getMessage() for r in sqreen_logs.records)
     assert sqreen_otel.track("still.fine") is False  # no span can record it, and the loss is counted
-    assert sqreen_otel.stats()["events_lost_unsampled"] == 1
+    assert sqreen_otel.stats()["events_lost_no_sdk"] == 1
+    assert any("no OpenTelemetry SDK tracer provider" in r.getMessage() for r in sqreen_logs.records)
 
 
 BAD_VALUES = {

@@ -77,3 +77,38 @@ def test_sqreen_disable_turns_zero_code_off(tmp_path: Path) -> None:
     assert our_lines(completed.stderr) == []
     (app_span,) = [s for s in json_objects(completed.stdout) if s.get("kind") == "SpanKind.SERVER"]
     assert app_span["events"] == []
+
+
+def test_without_the_framework_instrumentation_events_keep_their_request_and_a_warning_says_why(
+    tmp_path: Path,
+) -> None:
+    """``pip install sqreen-otel`` alone: no opentelemetry-instrumentation-flask, so no request
+    span. Our instrumentor still puts SqreenMiddleware around Flask: the events keep the
+    request's fields, and one warning names the fix."""
+    completed = run({"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "flask,django"}, tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr.count("Requests have no OpenTelemetry HTTP server span") == 1
+    assert "pip install 'sqreen-otel[flask]'" in completed.stderr
+    failures = [line for line in our_lines(completed.stderr) if " users.login.failure " in line]
+    assert len(failures) == 2
+    assert all("POST /login" in line for line in failures)
+    assert any(" ip=203.0.114.7 " in line for line in failures)  # the proxy header, resolved
+
+
+def test_a_failed_auto_configuration_is_reported_as_what_it_is(tmp_path: Path) -> None:
+    """The SDK's default trace exporter is OTLP over gRPC, not installed here: the SDK's
+    configuration fails, nothing records, and we say so (not "the sampler dropped it")."""
+    completed = run({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert "OpenTelemetry SDK auto-configuration from OTEL_* failed (RuntimeError:" in completed.stderr
+    assert "no OpenTelemetry SDK tracer provider is set up" in completed.stderr  # at the first event
+    for misleading in ("sampler dropped", "Internal error", "no OpenTelemetry HTTP server span"):
+        assert misleading not in completed.stderr
+
+
+def test_otel_sdk_disabled_turns_everything_off_without_a_warning(tmp_path: Path) -> None:
+    completed = run({"OTEL_SDK_DISABLED": "true"}, tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert our_lines(completed.stderr) == []
+    assert "sqreen_otel" not in completed.stderr.replace("sqreen_otel records nothing", "")
+    assert "WARNING" not in completed.stderr and "ERROR" not in completed.stderr
