@@ -83,6 +83,8 @@ class HttpTransport:
         self._headers = dict(headers)
         if parts.username or parts.password:
             raise ValueError("credentials in the URL are not supported; use headers")
+        if not 0 < timeout <= 300:  # NaN included
+            raise ValueError("the timeout must be a number of seconds in (0, 300]")
         self.timeout = timeout
         self._context = ssl_context if ssl_context is not None else ssl.create_default_context()
         self._connection: http.client.HTTPConnection | None = None

@@ -20,6 +20,7 @@ point, the official span exporter behind our scrubbing, for the app's own traces
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import ssl
 import time
@@ -33,6 +34,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, Instr
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from sqreen_otel._log import warn_once
 from sqreen_otel._model import SecurityEvent, log_attributes
 from sqreen_otel._outcome import SUCCESS, ExportOutcome
 from sqreen_otel._scrubbing_exporter import ScrubbingSpanExporter
@@ -43,6 +45,7 @@ __all__ = ["OTLPEventExporter", "OTLPSpanExporter", "ScrubbingOTLPSpanExporter",
 
 _SEVERITY_INFO = 9
 DEFAULT_ENDPOINT = "http://localhost:4318/v1/logs"
+DEFAULT_TIMEOUT_S = 10.0
 
 
 def _any_value(value: Any) -> AnyValue:
@@ -104,6 +107,25 @@ def endpoint_from_environment(environ: Mapping[str, str]) -> str:
     return DEFAULT_ENDPOINT
 
 
+def timeout_from_environment(environ: Mapping[str, str]) -> float:
+    """``OTEL_EXPORTER_OTLP_[LOGS_]TIMEOUT`` in seconds (as the Python SDK reads it); a value that
+    is not a positive finite number of at most 300 s is ignored with a warning: 10 s."""
+    raw = _env("TIMEOUT", environ)
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(raw.strip())
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= 300:  # also false for NaN
+        warn_once(
+            "otlp_timeout",
+            "Ignoring OTEL_EXPORTER_OTLP_TIMEOUT: not a number of seconds in (0, 300]; using 10.",
+        )
+        return DEFAULT_TIMEOUT_S
+    return seconds
+
+
 def headers_from_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """``key=value,key2=value2`` with URL-encoded values (the OTLP exporter specification)."""
     headers: dict[str, str] = {}
@@ -147,7 +169,7 @@ class OTLPEventExporter(HttpEventExporter):
         }
         if self.compression == "gzip":
             request_headers["Content-Encoding"] = "gzip"
-        seconds = timeout if timeout is not None else float(_env("TIMEOUT", env) or 10)
+        seconds = timeout if timeout is not None else timeout_from_environment(env)
         context = _ssl_context(env) if self.endpoint.startswith("https:") else None
         self._use(HttpTransport(self.endpoint, request_headers, seconds, context))
 

@@ -96,7 +96,7 @@ class Drainer:
         self.exporter = self._factory()
         self._owner = _store.lease_owner()
         self._lease_s = float(self.exporter.max_export_seconds) + LEASE_MARGIN_S
-        self._dropped_seen: int | None = None  # the route's ``dropped`` count already reported
+        self._told_elsewhere = False
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._connection: sqlite3.Connection | None = None
@@ -177,8 +177,8 @@ class Drainer:
     def _db(self) -> sqlite3.Connection:
         if self._connection is None:
             connection = _store.connect(self.path)
-            if self._dropped_seen is None:  # the first time in this process
-                self._dropped_seen = _store.cursor_of(connection, self.route)[1]
+            if not self._told_elsewhere:  # the first time in this process
+                self._told_elsewhere = True
                 self._report_waiting_elsewhere(connection)
             self._connection = connection
         return self._connection
@@ -191,32 +191,36 @@ class Drainer:
             return result
         try:
             db = self._db()
-            self._count_store_drops(db, result)
             cursor = _store.take_lease(db, self.route, self._owner, self._lease_s)
             if cursor is None:
                 result.busy = True  # another process is draining, or waits out a Retry-After
                 return result
+            self._count_store_drops(db, result)
             hold_until: float | None = None
             try:
                 hold_until = self._drain_leased(db, cursor, deadline, result)
             except _LeaseLost:
                 return result  # not ours any more: nothing to release
+            self._count_store_drops(db, result)
             if hold_until is None:
                 _store.release_lease(db, self.route, self._owner)
             else:  # keep the lease through the retry delay: it binds every process
                 _store.hold_lease(db, self.route, self._owner, hold_until)
-            self._count_store_drops(db, result)
             return result
         except sqlite3.Error as error:
             self._connection = None
+            delay = self._backoff.delay(min(self._attempt, 6), None) + 0.5  # never a busy loop
+            self._attempt += 1
+            self._retry_at = time.monotonic() + delay
             log_every(
                 ("drain_store", self.name),
                 60.0,
                 logging.ERROR,
-                "sqreen_otel %s exporter cannot read the event store %s (%s); retrying.",
+                "sqreen_otel %s exporter cannot use the event store %s (%s); retrying in %.1fs.",
                 self.name,
                 self.path,
                 type(error).__name__,
+                delay,
             )
             return result
 
@@ -233,12 +237,11 @@ class Drainer:
             )
 
     def _count_store_drops(self, db: sqlite3.Connection, result: _Result) -> None:
-        """Report the undelivered rows the store's bounds deleted since we last looked."""
-        dropped = _store.cursor_of(db, self.route)[1]
-        seen = self._dropped_seen if self._dropped_seen is not None else dropped
-        self._dropped_seen = dropped
-        if dropped > seen:
-            self._drop("store_bound", dropped - seen, result)
+        """Report the undelivered rows the store's bounds deleted (by any process, even while
+        this app was down) that no drainer reported yet; we hold the lease."""
+        dropped = _store.take_drop_report(db, self.route, self._owner)
+        if dropped:
+            self._drop("store_bound", dropped, result)
 
     def _wait_until_allowed(self, force: bool, deadline: float | None) -> bool:
         now = time.monotonic()
@@ -269,7 +272,7 @@ class Drainer:
                     items.append((row_id, _store.event_from_row(row)))
                 except _ENCODING_ERRORS:
                     self._drop("unencodable", 1, result)
-            handled, failure = self._send(db, items, result) if items else (None, None)
+            handled, failure = self._send(db, cursor, items, result) if items else (None, None)
             position = rows[-1][0] if failure is None else (handled or cursor)
             if position > cursor:
                 if not _store.advance(db, self.route, self._owner, position):
@@ -283,11 +286,11 @@ class Drainer:
                 return time.time() + delay
 
     def _send(
-        self, db: sqlite3.Connection, items: list[Item], result: _Result
+        self, db: sqlite3.Connection, cursor: int, items: list[Item], result: _Result
     ) -> tuple[int | None, ExportOutcome | None]:
         """Deliver ``items`` in order; (last id handled, the failure that stopped us or None)."""
-        if _store.take_lease(db, self.route, self._owner, self._lease_s) is None:  # renew first
-            raise _LeaseLost
+        if _store.take_lease(db, self.route, self._owner, self._lease_s) != cursor:  # renew first
+            raise _LeaseLost  # taken, or taken and given back after another delivered: start again
         outcome = self._export([event for _, event in items])
         if outcome.status is ExportStatus.SUCCESS:
             stats.add(f"events_exported.{self.name}", len(items))
@@ -301,10 +304,10 @@ class Drainer:
             self._drop(reason, 1, result)
             return items[0][0], None
         half = len(items) // 2
-        first, failure = self._send(db, items[:half], result)
+        first, failure = self._send(db, cursor, items[:half], result)
         if failure is not None:
             return first, failure
-        second, failure = self._send(db, items[half:], result)
+        second, failure = self._send(db, cursor, items[half:], result)
         return second if second is not None else first, failure
 
     def _export(self, events: list[SecurityEvent]) -> ExportOutcome:
@@ -382,12 +385,16 @@ class Drainer:
         return self.wait_drained(self.request_drain(), timeout)
 
     def stop(self) -> None:
+        if self._pid != os.getpid():
+            self._reset()  # a forked child: never the parent's lock or thread
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
 
     def finish(self, deadline: float) -> None:
         """Shutdown: a last drain until ``deadline`` on the drainer thread, then close."""
+        if self._pid != os.getpid():
+            self._reset()
         with self._cond:
             self._stopping = True
             self._deadline = deadline

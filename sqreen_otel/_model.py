@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from sqreen_otel import _schema
-from sqreen_otel._config import current_config
+from sqreen_otel._config import MAX_VALUE_LENGTH, current_config
 from sqreen_otel._events import LiveEvent
 from sqreen_otel._outcome import ExportOutcome
 from sqreen_otel._request_context import RequestContext, request_fields
@@ -58,7 +58,11 @@ def log_attributes(event: SecurityEvent) -> dict[str, Any]:
             _schema.EVENT_ID: event.key or None,
         }
     )
-    return {key: value for key, value in values.items() if value is not None}
+    return {  # a log record's values keep within our value limit (a long query string)
+        key: value[:MAX_VALUE_LENGTH] if isinstance(value, str) else value
+        for key, value in values.items()
+        if value is not None
+    }
 
 
 def event_attributes(event: Event) -> Mapping[str, Any]:

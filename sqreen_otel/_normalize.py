@@ -55,16 +55,20 @@ def _type_name(value: object) -> str:
 
 
 def check_event_name(name: object, where: str) -> str:
-    """The event name, or ``TypeError``; over-long names are truncated."""
+    """The event name, scrubbed (a name is data too: it reaches host spans, exports and our
+    own log messages), or ``TypeError``; over-long names are truncated."""
     if not isinstance(name, str) or not name:
         got = "an empty str" if isinstance(name, str) else _type_name(name)
         raise ArgumentTypeError(f"{where}: name must be a non-empty str, got {got}")
-    clean = clean_str(name, MAX_NAME_LENGTH)
-    if clean != name:
+    from sqreen_otel._config import current_config
+    from sqreen_otel._scrub import scrubber_for
+
+    clean = scrubber_for(current_config()).scrub_text(clean_str(name, MAX_NAME_LENGTH))
+    if len(name) > MAX_NAME_LENGTH:
         warn_once(
-            ("name", name[:64]),
+            ("name", clean[:64]),
             "Event name %r... was truncated to %d characters.",
-            name[:64],
+            clean[:64],
             MAX_NAME_LENGTH,
         )
     return clean

@@ -35,6 +35,7 @@ from sqreen_otel._config import current_config
 from sqreen_otel._events import LiveEvent
 from sqreen_otel._log import warn_once
 from sqreen_otel._request_context import REQUEST_CONTEXT_KEYS
+from sqreen_otel._scrub import scrubber_for
 from sqreen_otel._sdk_bridge import (
     add_event_if_open,
     carrier_tracer,
@@ -42,6 +43,7 @@ from sqreen_otel._sdk_bridge import (
     is_sdk_span,
     max_events,
     run_if_open,
+    span_processors,
 )
 from sqreen_otel._state import RequestState, environ_attributes
 from sqreen_otel._stats import stats
@@ -63,6 +65,7 @@ _carriers_lock = threading.Lock()
 # entry is added under the span's own lock while it is open and taken by our processor when
 # the span ends (``take_attached``), so none is missed nor left behind.
 _attached: dict[int, list[LiveEvent]] = {}
+_MAX_ATTACHED_SPANS = 100_000  # bounds the registry if an instrumentation never ends its spans
 
 
 def _reinit_lock() -> None:
@@ -132,7 +135,23 @@ def put_on(span: SdkSpan, event: LiveEvent) -> bool:
     if current_config().events_on_spans:
         return add_event_if_open(span, event)
     span_id = span.get_span_context().span_id
+    if len(_attached) >= _MAX_ATTACHED_SPANS and span_id not in _attached:
+        _forget_oldest_attached()
     return run_if_open(span, lambda: _attached.setdefault(span_id, []).append(event))
+
+
+def _forget_oldest_attached() -> None:
+    """The registry is full of spans that never ended: their events cannot be shipped."""
+    try:
+        events = _attached.pop(next(iter(_attached)))
+    except (StopIteration, KeyError, RuntimeError):  # emptied meanwhile
+        return
+    stats.add("events_lost_span_never_ended", len(events))
+    warn_once(
+        "span_never_ended",
+        "Security events were attached to spans that never ended (an instrumentation that does "
+        "not end its spans?); the oldest are dropped (events_lost_span_never_ended).",
+    )
 
 
 def take_attached(span_id: int) -> list[LiveEvent]:
@@ -151,7 +170,10 @@ def request_attributes(span: SdkSpan) -> dict[str, Any]:
 
 def start_carrier(reason: str, parent: SpanContext | None, attributes: Mapping[str, Any]) -> SdkSpan | None:
     """A recording carrier span, child of ``parent`` (else a root linked to it); None if dropped."""
-    values = {**attributes, _schema.CARRIER_REASON: reason}
+    # What we put on a span of ours is scrubbed like everything we add to the host's telemetry
+    # (a request's query string, a user agent): the host's exporters may ship the carrier.
+    values = scrubber_for(current_config()).scrub_attributes(attributes)
+    values[_schema.CARRIER_REASON] = reason
     tracer = _tracer()
     if parent is not None and parent.is_valid:
         ctx = trace.set_span_in_context(NonRecordingSpan(parent), context.Context())
@@ -205,6 +227,8 @@ def place(state: RequestState | None, current: Span, event: LiveEvent) -> tuple[
             return True, None
         return _on_carrier(event, "late", state.span.get_span_context(), request_attributes(state.span))
     if is_sdk_span(current):
+        if not _monitored(current):  # a provider without our processor: nobody would ship it
+            return _on_carrier(event, "other_provider", current.get_span_context(), {})
         if put_on(current, event):  # type: ignore[arg-type]
             return True, None
         if _is_request_span(current) and current.end_time is not None:  # type: ignore[attr-defined]
@@ -214,6 +238,14 @@ def place(state: RequestState | None, current: Span, event: LiveEvent) -> tuple[
     if span_context.is_valid:
         return _on_carrier(event, "unsampled", span_context, {})
     return _on_carrier(event, "no_request", None, {})
+
+
+def _monitored(span: Span) -> bool:
+    """Whether our processor is on the provider that started ``span`` (so it ships its events)."""
+    chain = span_processors(span)
+    if chain is None:
+        return True  # not knowable: assume the usual case
+    return any(getattr(processor, "ships_security_events", False) for processor in chain[1])
 
 
 def _is_request_span(span: Span) -> bool:

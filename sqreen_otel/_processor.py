@@ -32,6 +32,8 @@ from sqreen_otel._state import pending_environ, request_ending, request_started
 class SqreenSpanProcessor(SpanProcessor):
     """Request binding for the SDK, and the export side of security events."""
 
+    ships_security_events = True  # how placement tells a provider with our processor on it
+
     def __init__(self, shipping: Shipping | None = None) -> None:
         self._event_counts: dict[int, int] = {}  # span id -> our events, from _on_ending to on_end
         self._attached: dict[int, list[LiveEvent]] = {}  # span id -> events kept off its span events
@@ -90,7 +92,9 @@ class SqreenSpanProcessor(SpanProcessor):
             events = self._event_counts.pop(span_id, 0)
             if events:
                 attached = self._attached.pop(span_id, None)
-                self.shipping.submit(with_events(span, attached) if attached else span, events)
+                if attached:  # ours kept off the span, with any span events (a mode switched mid-span)
+                    span = with_events(span, [*span.events, *attached])
+                self.shipping.submit(span, events)
         except Exception as exc:  # noqa: BLE001
             report_internal_error("on_end", exc)
 

@@ -13,6 +13,8 @@ silently losing events. Where an SDK of the range lacks one, the best available 
   atomically with the span's own "has it ended?" check (the public ``add_event`` would freeze
   our attributes on the spot, and ``_add_event`` logs a warning into the host's logs when the
   span just ended).
+* ``span_processors``: the processors of the provider that started a span (its
+  ``_span_processor``, a multi-processor), to tell whether ours is among them.
 * ``logger_provider_is_set``: whether the app set a global ``LoggerProvider`` (the API's
   ``get_logger_provider`` hands out a silent proxy until then).
 * ``event_limits``: the span's limits for event attributes, so our events get the same
@@ -74,6 +76,15 @@ def run_if_open(span: SdkSpan, step: Callable[[], object]) -> bool:
             return False
         step()
         return True
+
+
+def span_processors(span: object) -> tuple[object, tuple[object, ...]] | None:
+    """(the span's processor chain, the processors in it); None if the SDK hides it."""
+    chain = getattr(span, "_span_processor", None)
+    processors = getattr(chain, "_span_processors", None)
+    if chain is None or not isinstance(processors, tuple):
+        return None
+    return chain, processors
 
 
 def logger_provider_is_set() -> bool:

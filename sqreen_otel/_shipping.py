@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from sqreen_otel import _store
 from sqreen_otel._config import Config
 from sqreen_otel._drain import Drainer, DrainSettings
+from sqreen_otel._log import logger
 from sqreen_otel._pipeline import ExportPipeline, PipelineSettings
 from sqreen_otel._placement import end_open_carriers
 from sqreen_otel._scrub import scrubber_for
@@ -52,9 +53,17 @@ class Shipping:
             return cls(pipelines=app_logs_pipelines(config))
         remote = [name for name in names if name in REMOTE]
         path = config.local_store if ("local" in names or remote) else None
-        factories = remote_exporter_factories(config, service) if path is not None else []
+        factories = []
+        destinations: dict[str, str] = {}
+        for name, factory in remote_exporter_factories(config, service) if path is not None else []:
+            try:
+                destinations[name] = factory().destination
+            except ValueError as error:  # an unusable OTEL_EXPORTER_OTLP_* value: that exporter is off
+                logger.error("sqreen_otel %s exporter is off: %s.", name, error)
+                continue
+            factories.append((name, factory))
         # This app's routes: its service and each destination (a queue shared only with alike apps).
-        origin = _store.origin_for(service, {name: factory().destination for name, factory in factories})
+        origin = _store.origin_for(service, destinations)
         spool = Spool(
             path,
             scrubber_for(config),

@@ -304,8 +304,11 @@ class Spool:
             thread.join(max(0.0, deadline - time.monotonic()))
         if thread is None or not thread.is_alive():
             self.write_staged()  # what arrived after the writer's last pass (or with no writer)
+        stuck = thread is not None and thread.is_alive()
         with self._cond:
-            left = self._staged_events + len(self._held)
+            # A writer stuck past the deadline (a store another process keeps locked) holds a
+            # batch too: at exit it is lost with the process, so it is counted now.
+            left = self._staged_events + len(self._held) + (self._in_process if stuck else 0)
             self._staged.clear()
             self._staged_events = 0
         _drop("shutdown_timeout", left)

@@ -43,7 +43,7 @@ from typing import Any
 from sqreen_otel._model import SecurityEvent
 from sqreen_otel._request_context import RequestContext
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _EVENTS_TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -82,8 +82,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
     service TEXT,
     delivered_id INTEGER NOT NULL,
     dropped INTEGER NOT NULL DEFAULT 0,  -- undelivered rows the bounds deleted, ever
+    dropped_reported INTEGER NOT NULL DEFAULT 0,  -- how many of them a drainer reported
     lease_owner TEXT,
     lease_until REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS legacy_cursors (  -- the queue of a schema-2 store, adopted once
+    exporter TEXT NOT NULL,
+    service TEXT NOT NULL,
+    delivered_id INTEGER NOT NULL,
+    PRIMARY KEY (exporter, service)
 )
 """
 # Columns of the events table, by schema version, for the upgrade copy.
@@ -160,36 +167,64 @@ def _create_schema(connection: sqlite3.Connection) -> None:
         if connection.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
             return  # another process upgraded it meanwhile
         present = {row[1] for row in connection.execute("PRAGMA table_info(events)")}
-        if present:
+        if "origin" in present:  # schema 3: one column more
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(deliveries)")}
+            if "dropped_reported" not in columns:
+                connection.execute(
+                    "ALTER TABLE deliveries ADD COLUMN dropped_reported INTEGER NOT NULL DEFAULT 0"
+                )
+        elif present:
             _upgrade(connection, present)
         else:
             connection.execute(_EVENTS_TABLE.format(name="events"))
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 connection.execute(statement)
+        if "origin" not in present and "service" in present:
+            _keep_legacy_cursors(connection)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+LEGACY_PREFIX = "legacy:"  # the origin of a schema-2 store's rows: "legacy:" + service
+
+
 def _upgrade(connection: sqlite3.Connection, present: set[str]) -> None:
-    """Rebuild an older events table as schema 3, keeping every event.
+    """Rebuild an older events table as the current one, keeping every event.
 
     Rows stored before ``stored_ns`` existed (or stamped 0) count as stored now: an upgrade
-    never ages out history. The old queue's cursors (schema 2, never released) are dropped:
-    their rows stay in the store and the explorer, and new cursors start after them.
+    never ages out history. A schema-1 store had no queue (origin ''). A schema-2 store's rows
+    get the origin ``legacy:<service>`` and its cursors are kept (``legacy_cursors``): the
+    first app of that service and exporter to start adopts them, so what was queued before
+    the upgrade is still delivered.
     """
     now = time.time_ns()
-    connection.execute(_EVENTS_TABLE.format(name="events_v3"))
+    connection.execute(_EVENTS_TABLE.format(name="events_new"))
     service = "service" if "service" in present else "NULL"
     stored = "CASE WHEN stored_ns > 0 THEN stored_ns ELSE ? END" if "stored_ns" in present else "?"
+    origin = f"'{LEGACY_PREFIX}' || COALESCE(service, '')" if "service" in present else "''"
     base = COLUMNS.rsplit(",", 1)[0]  # everything but service
     connection.execute(
-        f"INSERT INTO events_v3 (id, {COLUMNS}, stored_ns, origin)"
-        f" SELECT id, {base}, {service}, {stored}, '' FROM events ORDER BY id",
+        f"INSERT INTO events_new (id, {COLUMNS}, stored_ns, origin)"
+        f" SELECT id, {base}, {service}, {stored}, {origin} FROM events ORDER BY id",
         (now,),
     )
     connection.execute("DROP TABLE events")
-    connection.execute("ALTER TABLE events_v3 RENAME TO events")
-    connection.execute("DROP TABLE IF EXISTS deliveries")
+    connection.execute("ALTER TABLE events_new RENAME TO events")
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(deliveries)")}
+    if "service" in columns and "route" not in columns:  # schema 2's queue
+        connection.execute("ALTER TABLE deliveries RENAME TO deliveries_v2")
+
+
+def _keep_legacy_cursors(connection: sqlite3.Connection) -> None:
+    """Schema 2's cursors, for the first app of each service and exporter to adopt."""
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "deliveries_v2" not in tables:
+        return
+    connection.execute(
+        "INSERT OR IGNORE INTO legacy_cursors (exporter, service, delivered_id)"
+        " SELECT exporter, service, delivered_id FROM deliveries_v2"
+    )
+    connection.execute("DROP TABLE deliveries_v2")
 
 
 class _transaction:
@@ -294,11 +329,42 @@ def register(connection: sqlite3.Connection, origin: Origin) -> None:
             connection.execute(
                 "INSERT OR IGNORE INTO routes (route, origin) VALUES (?, ?)", (route, origin.id)
             )
-            connection.execute(
+            new = connection.execute(
                 "INSERT OR IGNORE INTO deliveries (route, exporter, service, delivered_id)"
                 " VALUES (?, ?, ?, ?)",
                 (route, exporter, origin.service, last),
-            )
+            ).rowcount
+            if new:
+                _adopt_legacy(connection, exporter, route, origin.service)
+
+
+def _adopt_legacy(connection: sqlite3.Connection, exporter: str, route: str, service: str | None) -> None:
+    """A new route of a service whose schema-2 queue was not delivered: take it over."""
+    key = "" if service is None else service
+    row = connection.execute(
+        "SELECT delivered_id FROM legacy_cursors WHERE exporter = ? AND service = ?", (exporter, key)
+    ).fetchone()
+    if row is None:
+        return
+    connection.execute(
+        "INSERT OR IGNORE INTO routes (route, origin) VALUES (?, ?)", (route, LEGACY_PREFIX + key)
+    )
+    connection.execute("UPDATE deliveries SET delivered_id = ? WHERE route = ?", (row[0], route))
+    connection.execute("DELETE FROM legacy_cursors WHERE exporter = ? AND service = ?", (exporter, key))
+
+
+def take_drop_report(connection: sqlite3.Connection, route: str, owner: str) -> int:
+    """The drops of ``route`` not reported yet, now marked reported (by the lease holder only:
+    each drop is reported once, by one process, even if it happened while the app was down)."""
+    with _transaction(connection):
+        row = connection.execute(
+            "SELECT dropped - dropped_reported FROM deliveries WHERE route = ? AND lease_owner = ?",
+            (route, owner),
+        ).fetchone()
+        if row is None or row[0] <= 0:
+            return 0
+        connection.execute("UPDATE deliveries SET dropped_reported = dropped WHERE route = ?", (route,))
+    return int(row[0])
 
 
 def cursor_of(connection: sqlite3.Connection, route: str) -> tuple[int, int]:
@@ -419,14 +485,16 @@ def waiting_elsewhere(connection: sqlite3.Connection, route: str) -> int:
     return sum(backlog(connection, other) for (other,) in others)
 
 
-def prune(connection: sqlite3.Connection, max_bytes: int, max_age_s: float, origin: str) -> None:
-    """Delete ``origin``'s rows past the age bound, then the oldest rows (anyone's) while the
-    store is over its size bound; the undelivered ones are added to their routes' ``dropped``.
+def prune(connection: sqlite3.Connection, max_bytes: int, max_age_s: float, service: str | None) -> None:
+    """Delete ``service``'s rows past the age bound (whatever destination they were queued
+    for: an app's retention follows it across a change of token or URL), then the oldest rows
+    (anyone's) while the store is over its size bound; the undelivered ones are added to their
+    routes' ``dropped``.
 
     Bounded work per call: a store far over its bound shrinks over the next calls.
     """
     cutoff = time.time_ns() - int(max_age_s * 1e9)
-    _delete_below(connection, _first_kept(connection, cutoff), origin)
+    _delete_below(connection, _first_kept(connection, cutoff), (service,))
     page_size = connection.execute("PRAGMA page_size").fetchone()[0]
     for _ in range(64):
         used = (
@@ -467,12 +535,12 @@ def _end_id(connection: sqlite3.Connection) -> int:
     return int(connection.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]) + 1
 
 
-def _delete_below(connection: sqlite3.Connection, below_id: int, origin: str | None) -> None:
-    """Delete rows with ``id < below_id`` (only ``origin``'s and pre-schema-3 ones, unless None:
-    anyone's), adding the undelivered ones to each route's ``dropped``."""
+def _delete_below(connection: sqlite3.Connection, below_id: int, service: tuple[str | None] | None) -> None:
+    """Delete rows with ``id < below_id`` (only the service's and those of no queue, when
+    ``service`` is given; else anyone's), adding the undelivered ones to each route's ``dropped``."""
     if below_id <= 0:
         return
-    scope, values = ("", ()) if origin is None else (" AND origin IN (?, '')", (origin,))
+    scope, values = ("", ()) if service is None else (" AND (service IS ? OR origin = '')", service)
     with _transaction(connection):
         if (
             connection.execute(

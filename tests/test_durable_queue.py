@@ -311,7 +311,7 @@ def test_the_store_is_bounded_and_undelivered_drops_are_counted(tmp_path: Path) 
     _store.insert(db, [row(f"k{i}") for i in range(50)], shop.id)
     db.execute("UPDATE events SET stored_ns = ?", (time.time_ns() - int(3600e9),))  # an hour old
     _store.insert(db, [row(f"n{i}", "x" * 2000) for i in range(600)], shop.id)
-    _store.prune(db, max_bytes=400_000, max_age_s=60, origin=shop.id)
+    _store.prune(db, max_bytes=400_000, max_age_s=60, service="shop")
     left = db.execute("SELECT COUNT(*), MIN(event_key) FROM events").fetchone()
     assert left[0] < 600 and not str(left[1]).startswith("k")  # the old ones went first, then the oldest
     assert _store.cursor_of(db, shop.routes["http"])[1] == 650 - left[0]  # all undelivered: all counted

@@ -302,3 +302,62 @@ def test_a_scrubbed_value_keeps_within_the_value_limit_where_masks_are_longer_th
     for copy in copies:
         assert isinstance(copy, str) and len(copy) <= MAX_VALUE_LENGTH
         assert "password=x" not in copy and MASK in copy
+
+
+@pytest.mark.parametrize(("first", "then"), [("span", "logs"), ("logs", "span"), ("logs", "both")])
+def test_switching_the_signal_mid_request_loses_no_event(logs: LogCapture, first: str, then: str) -> None:
+    with make_otel() as otel:
+        configure_signal(otel, first, logs)
+        with otel.tracer.start_as_current_span("POST /x", kind=SpanKind.SERVER):
+            sqreen_otel.track("before")
+            configure_signal(otel, then, logs)
+            sqreen_otel.track("after")
+        (exported,) = otel.exported()
+    assert sorted(event.name for event in exported.events if ours(event)) == ["after", "before"]
+
+
+def test_events_in_a_span_of_a_provider_without_our_processor_still_ship(otel: Otel) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    other = TracerProvider(shutdown_on_exit=False)  # the app's instrumentation uses another provider
+    with other.get_tracer("job").start_as_current_span("nightly.job") as job:
+        sqreen_otel.track("job.event")
+    (carrier,) = otel.exported()
+    assert carrier.name == "sqreen.events" and [e.name for e in carrier.events] == ["job.event"]
+    assert dict(carrier.attributes or {})["sqreen.carrier.reason"] == "other_provider"
+    assert carrier.parent is not None and carrier.parent.span_id == job.get_span_context().span_id
+
+
+def test_carriers_and_event_names_reach_the_apps_exporters_scrubbed() -> None:
+    """A request with no server span: our carrier (sampled by the app's sampler) copies the
+    request's fields from its environ; the app's exporter gets them scrubbed, and event names."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        sqreen_otel.track("card 4111111111111111 charged")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with make_otel() as otel:
+        Client(SqreenMiddleware(app)).get(
+            "/pay?password=hunter2&card=4111111111111111", headers={"User-Agent": "bot token=hunter2"}
+        )
+        assert sqreen_otel.flush(5)
+        (carrier,) = otel.app_spans()  # the app's own exporter, sampled by its sampler
+    text = repr(dict(carrier.attributes or {})) + repr(
+        [(e.name, dict(e.attributes or {})) for e in carrier.events]
+    )
+    assert "hunter2" not in text and "4111111111111111" not in text
+    assert [e.name for e in carrier.events] == [f"card {MASK} charged"]
+
+
+def test_our_log_messages_never_carry_a_secret_from_an_event_name(
+    sqreen_logs: pytest.LogCaptureFixture,
+) -> None:
+    from opentelemetry.trace import NoOpTracerProvider
+
+    sqreen_otel.track("sq.reset password=hunter2")  # a reserved name: warned about
+    sqreen_otel.configure(tracer_provider=NoOpTracerProvider())
+    sqreen_otel.track("reset password=hunter2 card 4111111111111111")  # lost: warned about
+    messages = " ".join(record.getMessage() for record in sqreen_logs.records)
+    assert "reserved" in messages and "no OpenTelemetry SDK tracer provider" in messages
+    assert "hunter2" not in messages and "4111111111111111" not in messages

@@ -38,9 +38,9 @@ APP = TESTS / "queue_app.py"
 SHOP = "https://collector.example/"
 
 
-def row(key: str, properties: str = "{}") -> tuple[object, ...]:
+def row(key: str, properties: str = "{}", service: str = "shop") -> tuple[object, ...]:
     """A store row as ``_store.event_row`` makes them."""
-    return (key, 1, "e", "t", "{}", None, None, None, None, None, "{}", properties, "0", "0", "shop")
+    return (key, 1, "e", "t", "{}", None, None, None, None, None, "{}", properties, "0", "0", service)
 
 
 def points(receiver: Receiver) -> list[dict[str, object]]:
@@ -92,7 +92,7 @@ def test_ids_are_never_reused_once_the_store_has_emptied(tmp_path: Path) -> None
     assert _store.take_lease(db, route, "me", 30) == 0
     assert _store.advance(db, route, "me", 5)  # all five delivered
     db.execute("UPDATE events SET stored_ns = 1")  # long ago
-    _store.prune(db, 1 << 30, 60, shop.id)  # the age bound empties the table
+    _store.prune(db, 1 << 30, 60, "shop")  # the age bound empties the table
     assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
     _store.insert(db, [row(f"after{i}") for i in range(3)], shop.id)
     pending = _store.pending_rows(db, route, 5, 100)
@@ -106,10 +106,10 @@ def test_one_apps_age_bound_never_deletes_another_apps_queue(tmp_path: Path) -> 
     _store.register(db, shop)
     _store.insert(db, [row(f"shop{i}") for i in range(5)], shop.id)
     db.execute("UPDATE events SET stored_ns = ?", (time.time_ns() - int(65e9),))  # 65 s in the queue
-    _store.insert(db, [row("other")], other.id)
-    _store.prune(db, 1 << 30, 60, other.id)  # other-app keeps its events 60 s; shop's are not its own
+    _store.insert(db, [row("other", service="other-app")], other.id)
+    _store.prune(db, 1 << 30, 60, "other-app")  # other-app keeps its events 60 s; shop's are not its own
     assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 6
-    _store.prune(db, 1 << 30, 60, shop.id)  # shop's own bound: they go, counted as never delivered
+    _store.prune(db, 1 << 30, 60, "shop")  # shop's own bound: they go, counted as never delivered
     assert db.execute("SELECT event_key FROM events").fetchall() == [("other",)]
     assert _store.cursor_of(db, shop.routes["http"]) == (0, 5)
 
@@ -131,9 +131,7 @@ def test_a_size_bound_applied_by_another_app_is_reported_by_the_queue_that_lost_
             route=shop.routes["http"],
             settings=DrainSettings(3600, 1000, 2),
         )
-        drainer._db()  # the drainer's view starts here: drops from now on are its to report
-        other = _store.origin_for("other-app", {})
-        _store.prune(db, 200_000, 3600, other.id)  # the file's bound: the oldest go, whoever wrote them
+        _store.prune(db, 200_000, 3600, "other-app")  # the file's bound: the oldest go, whoever wrote them
         left = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         assert left < 200
         assert drainer.flush(10) == (True, True)  # caught up, and something was dropped
@@ -171,7 +169,7 @@ def test_a_store_of_the_first_release_is_read_as_is_and_upgraded_without_losing_
     db = _store.connect(str(store))  # a new app opens it: schema 3
     origin = _store.origin_for("shop", {})
     _store.insert(db, [row("new")], origin.id)
-    _store.prune(db, 1 << 30, 7 * 86400, origin.id)  # the default age bound
+    _store.prune(db, 1 << 30, 7 * 86400, "shop")  # the default age bound
     kept = db.execute("SELECT id, event_key, stored_ns FROM events ORDER BY id").fetchall()
     assert [key for _, key, _ in kept] == [f"k{i}" for i in range(10)] + ["new"]
     assert kept[-1][0] == 11
@@ -405,3 +403,156 @@ def test_a_non_finite_float_property_is_stored_as_text(tmp_path: Path, value: fl
     assert json.loads(properties) == {
         "score": {math.inf: "Infinity", -math.inf: "-Infinity"}.get(value, "NaN")
     }
+
+
+V2_SCHEMA = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY, event_key TEXT NOT NULL UNIQUE, time_ns INTEGER NOT NULL,
+    name TEXT NOT NULL, type TEXT NOT NULL, user TEXT NOT NULL, client_ip TEXT, user_agent TEXT,
+    method TEXT, path TEXT, route TEXT, parameters TEXT NOT NULL, properties TEXT NOT NULL,
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, service TEXT, stored_ns INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE deliveries (
+    exporter TEXT NOT NULL, service TEXT NOT NULL, delivered_id INTEGER NOT NULL,
+    lease_owner TEXT, lease_until REAL NOT NULL DEFAULT 0, PRIMARY KEY (exporter, service)
+);
+"""
+
+
+def test_a_schema_2_queue_is_still_delivered_after_the_upgrade(tmp_path: Path) -> None:
+    """Events a version with schema 2 queued (its destination was down) reach the destination
+    once the upgraded app starts; what it had delivered is not sent again."""
+    store = tmp_path / "events.db"
+    with sqlite3.connect(store) as old:
+        old.executescript(V2_SCHEMA)
+        old.executemany(
+            "INSERT INTO events (event_key, time_ns, name, type, user, parameters, properties, trace_id,"
+            " span_id, service, stored_ns) VALUES (?, 1, 'e', 't', '{}', '{}', '{}', '0', '0', 'shop', ?)",
+            [(f"k{i}", time.time_ns()) for i in range(5)],
+        )
+        old.execute("INSERT INTO deliveries (exporter, service, delivered_id) VALUES ('http', 'shop', 2)")
+    old.close()
+    with running(Receiver()) as receiver:
+        destination = SqreenHttpExporter(receiver.url).destination
+        origin = _store.origin_for("shop", {"http": destination})
+        db = _store.connect(str(store))
+        _store.register(db, origin)
+        _store.insert(db, [row("new")], origin.id)
+        drainer = Drainer(
+            "http",
+            lambda: SqreenHttpExporter(receiver.url),
+            str(store),
+            route=origin.routes["http"],
+            settings=DrainSettings(3600, 1000, 2),
+        )
+        assert drainer.flush(10) == (True, False)
+        drainer.finish(time.monotonic() + 2)
+        assert sorted(str(point["event_id"]) for point in points(receiver)) == ["k2", "k3", "k4", "new"]
+
+
+def test_an_apps_age_bound_follows_it_across_a_change_of_destination(tmp_path: Path) -> None:
+    db = _store.connect(str(tmp_path / "events.db"))
+    before = _store.origin_for("shop", {"http": "https://collector.example/ token-1"})
+    after = _store.origin_for("shop", {"http": "https://collector.example/ token-2"})  # a rotated token
+    _store.register(db, before)
+    _store.insert(db, [row(f"old{i}") for i in range(5)], before.id)
+    db.execute("UPDATE events SET stored_ns = ?", (time.time_ns() - int(8 * 86400e9),))  # 8 days old
+    _store.register(db, after)
+    _store.insert(db, [row("fresh")], after.id)
+    _store.prune(db, 1 << 30, 7 * 86400, "shop")
+    assert db.execute("SELECT event_key FROM events").fetchall() == [("fresh",)]
+    assert _store.cursor_of(db, before.routes["http"])[1] == 5  # never delivered: counted
+
+
+def test_a_batch_the_writer_holds_when_shutdown_times_out_is_counted(tmp_path: Path) -> None:
+    """Another process keeps the store locked: the writer waits on it with a batch in hand;
+    shutdown keeps to its deadline and counts that batch as lost, not silently."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import SpanKind
+
+    from sqreen_otel._scrub import Scrubber
+    from sqreen_otel._spool import SpoolSettings
+
+    store = tmp_path / "events.db"
+    spool = Spool(
+        str(store),
+        Scrubber(),
+        SpoolSettings(0.05, 1000, 10_000, 1 << 30, 1e9),
+        origin=_store.origin_for("shop", {}),
+    )
+    spool._db()  # the store exists
+    locker = sqlite3.connect(store, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    provider = TracerProvider(shutdown_on_exit=False)
+    sqreen_otel.configure(tracer_provider=provider, exporter="none")
+    with provider.get_tracer("t").start_as_current_span("POST /x", kind=SpanKind.SERVER) as span:
+        sqreen_otel.track("held")
+    spool.submit(span, 3)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 5
+    while spool._in_process == 0:  # the writer took the batch and waits for the lock
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    started = time.monotonic()
+    spool.finish(time.monotonic() + 0.3)
+    assert time.monotonic() - started < 1.0
+    locker.execute("ROLLBACK")
+    locker.close()
+    assert sqreen_otel.stats()["events_dropped.shutdown_timeout"] == 3
+
+
+def test_a_drainer_that_finds_its_cursor_moved_stops_instead_of_sending_again(tmp_path: Path) -> None:
+    """Its lease expired during a long pause and another process delivered meanwhile: renewing
+    finds the cursor elsewhere, so it never re-sends what the other delivered."""
+    from sqreen_otel._drain import _LeaseLost, _Result
+
+    store = tmp_path / "events.db"
+    db = _store.connect(str(store))
+    origin = _store.origin_for("shop", {"http": SHOP})
+    route = origin.routes["http"]
+    _store.register(db, origin)
+    _store.insert(db, [row(f"k{i}") for i in range(4)], origin.id)
+    drainer = Drainer(
+        "http", lambda: SqreenHttpExporter(SHOP), str(store), route=route, settings=DrainSettings(3600, 10, 2)
+    )
+    assert _store.take_lease(db, route, drainer._owner, 30) == 0
+    db.execute("UPDATE deliveries SET delivered_id = 4, lease_owner = NULL")  # the other one's work
+    items = [
+        (row_id, _store.event_from_row(values)) for row_id, values in _store.pending_rows(db, route, 0, 10)
+    ]
+    with pytest.raises(_LeaseLost):
+        drainer._send(db, 0, items, _Result())
+
+
+def test_store_errors_never_make_a_drainer_spin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "events.db"
+    db = _store.connect(str(store))
+    origin = _store.origin_for("shop", {"http": SHOP})
+    _store.register(db, origin)
+    _store.insert(db, [row(f"k{i}") for i in range(50)], origin.id)
+    calls = []
+
+    def failing(*args: object, **kwargs: object) -> int | None:
+        calls.append(time.monotonic())
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(_store, "take_lease", failing)
+    drainer = Drainer(
+        "http",
+        lambda: SqreenHttpExporter(SHOP),
+        str(store),
+        route=origin.routes["http"],
+        settings=DrainSettings(0.2, 5, 2),
+    )
+    drainer.poke()
+    time.sleep(2.0)
+    drainer.finish(time.monotonic() + 0.5)
+    assert 1 <= len(calls) <= 6  # backing off, not thousands of attempts a second
+
+
+def test_an_invalid_otlp_timeout_is_ignored_with_a_warning(sqreen_logs: pytest.LogCaptureFixture) -> None:
+    from sqreen_otel.exporters.otlp import OTLPEventExporter
+
+    for value in ("nan", "-1", "soon", "1e9"):
+        exporter = OTLPEventExporter(environ={"OTEL_EXPORTER_OTLP_TIMEOUT": value})
+        assert exporter.max_export_seconds == 2 * 10.0 + 1
+    assert any("Ignoring OTEL_EXPORTER_OTLP_TIMEOUT" in r.getMessage() for r in sqreen_logs.records)
