@@ -12,20 +12,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# exporters/ installs as sqreen_otel.exporters through a package-dir mapping. A "strict" editable
-# install materialises that mapping as a link tree that mypy can follow; it must be redone when a
-# module is added or removed, hence the dependency on the package directories. Nothing runs with the repository
-# root on sys.path (python -P for pytest in importlib mode; scripts run from their own folders), so the
-# mapped package is always the one used.
+# exporters/ installs as sqreen_otel.exporters through a package-dir mapping. Our build backend
+# (build_backend/) makes a plain `pip install -e .` a "strict" editable install: a link tree that
+# mypy can follow. It must be redone when a module is added or removed, hence the dependency on the
+# package directories. Nothing runs with the repository root on sys.path (python -P for pytest in
+# importlib mode; scripts run from their own folders), so the mapped package is always the one used.
 SOURCES := sqreen_otel exporters
-EDITABLE := --config-settings editable_mode=strict
 
-$(DEV_STAMP): pyproject.toml $(SOURCES) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet $(EDITABLE) -e '.[dev]'
+$(DEV_STAMP): pyproject.toml build_backend/sqreen_otel_build.py $(SOURCES) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
 $(DEMO_STAMP): pyproject.toml $(SOURCES) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet $(EDITABLE) -e '.[flask]' 'opentelemetry-instrumentation>=0.66b1,<0.66b2' 'werkzeug>=3.0,<4'
+	$(BIN)/python -m pip install --quiet -e '.[flask]' 'opentelemetry-instrumentation>=0.66b1,<0.66b2' 'werkzeug>=3.0,<4'
 	touch $@
 
 lint: $(DEV_STAMP)

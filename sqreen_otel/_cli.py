@@ -23,6 +23,7 @@ from typing import Any, NoReturn, TextIO
 from sqreen_otel._config import current_config
 from sqreen_otel._display import safe_text
 from sqreen_otel._store import event_columns, open_read_only
+from sqreen_otel._version import __version__
 
 _FIELDS = {
     "name": "name",
@@ -286,6 +287,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sqreen-otel", description="sqreen-otel tools")
+    parser.add_argument("--version", action="version", version=f"sqreen-otel {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     events = commands.add_parser(
         "events",
