@@ -24,7 +24,7 @@ $(DEV_STAMP): pyproject.toml build_backend/sqreen_otel_build.py $(SOURCES) | $(B
 	touch $@
 
 $(DEMO_STAMP): pyproject.toml $(SOURCES) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[flask]' 'opentelemetry-instrumentation>=0.66b1,<0.66b2' 'werkzeug>=3.0,<4'
+	$(BIN)/python -m pip install --quiet -e '.[flask]'
 	touch $@
 
 lint: $(DEV_STAMP)
@@ -34,8 +34,9 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
+# The dev venv has every framework instrumentation: none of their tests may skip here.
 unit: $(DEV_STAMP)
-	$(BIN)/python -P -m pytest
+	SQREEN_OTEL_TEST_INSTRUMENTATIONS=flask,django $(BIN)/python -P -m pytest
 
 test: lint typecheck unit
 

@@ -13,9 +13,12 @@ store (their durable queue); ``console`` prints events as they are written.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from collections.abc import Callable
 
 from sqreen_otel._config import Config
+from sqreen_otel._log import log_once
 from sqreen_otel._model import EventExporter
 from sqreen_otel.exporters.console import ConsoleEventExporter
 from sqreen_otel.exporters.http import SqreenHttpExporter
@@ -47,4 +50,22 @@ def remote_exporter_factories(
         "otlp": lambda: _otlp(config.otlp_endpoint, service),
         "http": lambda: SqreenHttpExporter(config.ingestion_url or "", config.token, config.app_name),
     }
-    return [(name, factories[name]) for name in config.exporter if name in factories]
+    wanted = [name for name in config.exporter if name in factories]
+    if "otlp" in wanted and not _installed("opentelemetry.exporter.otlp.proto.http"):
+        # An extra since OTLP exporters pin the sdk exactly: not there, the rest still works.
+        log_once(("not installed", "otlp"), logging.ERROR, "%s", OTLP_MISSING)
+        wanted.remove("otlp")
+    return [(name, factories[name]) for name in wanted]
+
+
+OTLP_MISSING = (
+    "SQREEN_EXPORTER names otlp, but the OTLP exporter is not installed "
+    "(pip install 'sqreen-otel[otlp]'): the otlp exporter is off"
+)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False

@@ -6,9 +6,10 @@ and an event on an INTERNAL child span; ``/boom`` tracks then raises.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from _instrumentations import available
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import get_current_span
@@ -96,6 +97,15 @@ def django_app(tracer_provider: TracerProvider) -> WSGIApplication:
 
 
 _DJANGO_PROVIDER: TracerProvider | None = None
+
+
+def instrumented_apps(tracer_provider: TracerProvider) -> dict[str, WSGIApplication]:
+    """The Flask and Django apps, for each instrumentation this run has (``_instrumentations``)."""
+    builders: dict[str, Callable[[], WSGIApplication]] = {
+        "flask": lambda: flask_app(tracer_provider).wsgi_app,
+        "django": lambda: django_app(tracer_provider),
+    }
+    return {name: builders[name]() for name in available(list(builders))}
 
 
 def _django_login(request: Any) -> Any:

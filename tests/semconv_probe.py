@@ -20,8 +20,7 @@ def main() -> None:
     otel = make_otel()
     apps = {
         "wsgi": framework_apps.plain_wsgi(otel.provider, sqreen_outside=False),
-        "flask": framework_apps.flask_app(otel.provider).wsgi_app,
-        "django": framework_apps.django_app(otel.provider),
+        **framework_apps.instrumented_apps(otel.provider),
     }
     report = {}
     for name, app in apps.items():

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from _instrumentations import needs
 from _receivers import Receiver, Reply, running
 from _servers import TESTS, Gunicorn
 from _support import make_otel
@@ -125,6 +126,7 @@ def test_sigterm_loses_at_most_the_last_second_and_the_restart_delivers_the_rest
     assert int(second.stdout.split()[-1]) == len(second_run)
 
 
+@needs("flask")  # flask_server_app
 def test_kill_9_of_a_gunicorn_worker_under_load_loses_at_most_its_last_second(tmp_path: Path) -> None:
     receiver = Receiver()
     store = tmp_path / "events.db"

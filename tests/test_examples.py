@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from _instrumentations import needs
 from _support import run_python
+
+pytestmark = needs("flask")  # the demo shop is a Flask app
 
 DEMO = Path(__file__).parents[1] / "examples" / "demo.py"
 PLANTED = ["123456-0", "123456-5", "guess", "4111 1111 1111 1111", "5500-0000-0000-0004", "correct horse"]

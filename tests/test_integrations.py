@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import framework_apps
 import pytest
+from _instrumentations import needs
 from _support import Otel, events_of, make_otel
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
@@ -33,9 +34,8 @@ def harness() -> Iterator[tuple[Otel, dict[str, WSGIApplication]]]:
     apps = {
         "wsgi-sqreen-inside": framework_apps.plain_wsgi(otel.provider, sqreen_outside=False),
         "wsgi-sqreen-outside": framework_apps.plain_wsgi(otel.provider, sqreen_outside=True),
-        "flask": framework_apps.flask_app(otel.provider).wsgi_app,
-        "django": framework_apps.django_app(otel.provider),
     }
+    apps.update(framework_apps.instrumented_apps(otel.provider))
     yield otel, apps
     otel.provider.shutdown()
 
@@ -54,7 +54,12 @@ def server_span(spans: Iterable[ReadableSpan]) -> ReadableSpan:
     return span
 
 
-FRAMEWORKS = ["wsgi-sqreen-inside", "wsgi-sqreen-outside", "flask", "django"]
+FRAMEWORKS = [
+    "wsgi-sqreen-inside",
+    "wsgi-sqreen-outside",
+    pytest.param("flask", marks=needs("flask")),
+    pytest.param("django", marks=needs("django")),
+]
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

@@ -1,16 +1,22 @@
-"""What the installed distribution offers: the command's version, ``python -m sqreen_otel``, and
-the metadata an index page shows (licence, links)."""
+"""What the installed distribution offers: the command's version, ``python -m sqreen_otel``, the
+metadata an index page shows (licence, links), and a core that works without its extras."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from importlib.metadata import distribution
 from pathlib import Path
 
-from _support import run_python
+import pytest
+from _support import Otel, run_python
+from opentelemetry.trace import SpanKind
 
 import sqreen_otel
+from sqreen_otel.exporters import OTLP_MISSING
 
 SCRIPT = Path(sys.executable).with_name("sqreen-otel")
 
@@ -51,3 +57,21 @@ def test_the_package_under_test_is_the_installed_one() -> None:
     the installed package, and the tests would prove nothing about it."""
     beside = Path(__file__).parents[1] / "sqreen_otel" / "__init__.py"
     assert Path(sqreen_otel.__file__ or "") != beside
+
+
+def test_the_otlp_exporter_without_its_extra_says_so_and_the_rest_works(
+    otel: Otel, monkeypatch: pytest.MonkeyPatch, sqreen_logs: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """``SQREEN_EXPORTER=otlp`` needs ``sqreen-otel[otlp]``. Without it (its package made
+    unimportable here; compat.py checks a real venv without it), configure() still works and
+    the local store still gets the events."""
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http", None)
+    store = tmp_path / "events.db"
+    sqreen_otel.configure(tracer_provider=otel.provider, exporter=["local", "otlp"], local_store=str(store))
+    with otel.tracer.start_as_current_span("POST /login", kind=SpanKind.SERVER):
+        sqreen_otel.track("still.stored")
+    assert sqreen_otel.flush(10)
+    assert [r.getMessage() for r in sqreen_logs.records if r.levelno >= logging.ERROR] == [OTLP_MISSING]
+    with closing(sqlite3.connect(store)) as db:
+        names = db.execute("SELECT name FROM events").fetchall()
+    assert names == [("still.stored",)]

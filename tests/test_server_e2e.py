@@ -9,9 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import framework_apps
 import pytest
+from _instrumentations import needs
 from _support import Otel, events_of, make_otel
 from opentelemetry.trace import SpanKind
 from werkzeug.serving import BaseWSGIServer, make_server
+
+pytestmark = needs("flask")
 
 UNSAMPLED_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from _instrumentations import needs
 from _servers import Gunicorn
+
+pytestmark = needs("flask")  # flask_server_app, as documented
 
 CLIENT = "203.0.114.7"
 BY_COUNT = ", ".join(f"7.7.{n // 250}.{n % 250}" for n in range(300))  # ~3.6 KB, 300 elements

@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from _instrumentations import needs
 from _support import run_python
+
+pytestmark = needs("flask")  # the zero-code app is a Flask app
 
 APP = Path(__file__).with_name("zero_code_app.py")
 INSTRUMENT = Path(sys.executable).with_name("opentelemetry-instrument")
