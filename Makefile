@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.dev-installed
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: test lint typecheck unit demo bench clean
+.PHONY: test lint typecheck unit compat-ends compat demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,16 @@ typecheck: $(DEV_STAMP)
 unit: $(DEV_STAMP)
 	SQREEN_OTEL_TEST_INSTRUMENTATIONS=flask,django $(BIN)/python -P -m pytest
 
-test: lint typecheck unit
+# Our wheel in apps' own venvs, on the oldest and the newest OpenTelemetry release we support,
+# and the sdist's test suite in each (tests/compat/compat.py; venvs cached in .venv-compat/).
+compat-ends: $(DEV_STAMP)
+	$(BIN)/python tests/compat/compat.py oldest newest
+
+# The whole matrix: the two ends, releases in between, and a fresh `pip install sqreen-otel[...]`.
+compat: $(DEV_STAMP)
+	$(BIN)/python tests/compat/compat.py all
+
+test: lint typecheck unit compat-ends
 
 demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
@@ -47,4 +56,4 @@ bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-compat .mypy_cache .pytest_cache .ruff_cache *.egg-info

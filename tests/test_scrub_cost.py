@@ -2,8 +2,9 @@
 
 A correctness property (no quadratic pattern), not a speed target (those live in benchmarks/):
 for every rule, a hostile 8 KB input must cost at most a few times a benign input of the same
-length (12x: the worst measured is ~6.6x, ``make bench`` (f); the margin absorbs a busy
-machine), and quadrupling a hostile input must not much more than quadruple its cost (linear:
+length (16x: the worst measured is ~6.6x on Python 3.11, ``make bench`` (f), and 8-11x on
+3.10, the oldest supported, whose regex engine is slower on Arabic-Indic digit groups; the
+margin absorbs a busy machine), and quadrupling a hostile input must not much more than quadruple its cost (linear:
 4x, quadratic: 16x; the bound is 7x). A quadratic pattern (the JWT pattern of the review took
 ~50 ms on ``"eyJ-" * 2000``) fails both by far. Each timing is the best of several runs, with a
 fresh scrubber (no cache).
@@ -33,6 +34,6 @@ def cost(text: str, repeat: int = 7) -> float:
 def test_hostile_input_costs_a_few_times_a_benign_one_and_grows_linearly(hostile: str) -> None:
     hostile = sized(hostile, SIZE)
     benign = cost(sized(BENIGN, SIZE))
-    assert cost(hostile) < 12 * benign + 0.001
+    assert cost(hostile) < 16 * benign + 0.001
     small, large = sized(hostile, SIZE // 2), sized(hostile, 2 * SIZE)  # both within the 16 KiB budget
     assert cost(large) < 7 * cost(small) + 0.001
