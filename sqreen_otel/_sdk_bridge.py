@@ -1,10 +1,11 @@
 """The only place that touches OpenTelemetry SDK internals.
 
 Each is checked by tests/test_sdk_bridge.py, run against the oldest and the newest SDK of
-pyproject's range (``make compat``), so an SDK that moves one fails loudly in CI instead of
-silently losing events. Where an SDK of the range lacks one, the best available path is here:
+pyproject's range (``make test``) and releases in between (``make compat``), so an SDK that
+moves one fails loudly in CI instead of silently losing events. Where an SDK of the range
+lacks one, the best available path is here:
 
-* ``ON_ENDING``: SDK 1.39 added the ``_on_ending`` hook (called, for every processor, before
+* ``ON_ENDING``: SDK 1.40 added the ``_on_ending`` hook (called, for every processor, before
   any ``on_end``). Without it, ``install_processor`` puts our processor *first*, and it does
   its span-end work at the start of its ``on_end``: the span it gets there shares its
   attributes and events with the ending span, and no other processor has seen it yet.
@@ -96,17 +97,17 @@ def logger_provider_is_set() -> bool:
 
 def set_attributes_while_ending(span: SdkSpan, attributes: Mapping[str, str | tuple[str, ...]]) -> None:
     """Set already-clean string attributes on a span in ``_on_ending`` (before any ``on_end``)."""
-    _set_raw(span._attributes, attributes)  # a BoundedAttributes, frozen by Span.end() (SDK 1.39+)
+    _set_raw(span._attributes, attributes)  # a BoundedAttributes, frozen by Span.end() (SDK 1.43+)
 
 
 def _set_raw(store: Any, values: Mapping[str, Any]) -> None:
     """Set already-valid values in a ``BoundedAttributes``, frozen or not, without re-cleaning."""
     with store._lock:
-        locked_setter = getattr(store, "_setitem_locked", None)  # SDK 1.39+
+        locked_setter = getattr(store, "_setitem_locked", None)  # API 1.43+
         for key, value in values.items():
             if locked_setter is not None:
                 locked_setter(key, value)
-            else:  # SDK 1.38: no locked setter (and nothing frozen)
+            else:  # before 1.43: no locked setter (and nothing frozen)
                 store._dict[key] = value
 
 
