@@ -14,8 +14,11 @@ For each matrix entry, as a real app would:
    skip, naming it; those the entry has are required (``SQREEN_OTEL_TEST_INSTRUMENTATIONS``).
 
 The sdist is built once per run (and the wheel from it), and checked to hold every file git
-tracks but the CI's. Virtualenvs are cached under ``.venv-compat/<entry>`` and reused while the
-entry, its Python and our wheel's requirements are unchanged; steps 2 to 4 run every time.
+tracks but the CI's; each of our extras, alone and together, is then resolved for a new app (a
+pip dry run) and must pick one coherent OpenTelemetry release train. Virtualenvs are cached
+under ``.venv-compat/<entry>`` with the app's packages alone: a later run (same app
+requirements, same Python) uninstalls what the previous one added, so steps 2 to 4 always start
+from the app's state.
 
     python tests/compat/compat.py oldest newest   # `make test` runs the two ends
     python tests/compat/compat.py all             # `make compat`: the whole matrix
@@ -39,7 +42,6 @@ import sys
 import tarfile
 import tempfile
 import time
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,7 +49,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Bumped when what a cached venv holds would change for the same entry.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 #: Tracked files the sdist leaves out on purpose.
 NOT_IN_SDIST = (".ci/", ".gitignore")
 
@@ -178,6 +180,8 @@ MATRIX = (
     ),
 )
 ENDS = ("oldest", "newest")
+#: Our extras, alone and together, each resolved into an empty environment.
+EXTRAS = ("", "otlp", "auto", "wsgi", "flask", "django", "flask,django", "auto,flask,django", "test")
 
 
 class CompatError(Exception):
@@ -216,8 +220,6 @@ class Build:
     wheel: Path
     #: The unpacked sdist: the tests run from here.
     source: Path
-    #: The wheel's Requires-Dist lines, part of every venv's cache key.
-    requirements: tuple[str, ...]
 
 
 def build(workdir: Path) -> Build:
@@ -231,12 +233,8 @@ def build(workdir: Path) -> Build:
         archive.extractall(workdir, filter="data")
     (source,) = (path for path in workdir.iterdir() if path.is_dir() and path.name != "dist")
     check_sdist(source)
-    with zipfile.ZipFile(wheel) as archive:
-        (metadata,) = (name for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
-        lines = archive.read(metadata).decode().splitlines()
-    requirements = tuple(line for line in lines if line.startswith("Requires-Dist:"))
     say(f"built {sdist.name} and {wheel.name}")
-    return Build(sdist, wheel, source, requirements)
+    return Build(sdist, wheel, source)
 
 
 def check_sdist(source: Path) -> None:
@@ -249,6 +247,29 @@ def check_sdist(source: Path) -> None:
     ]
     if missing:
         raise CompatError(f"the sdist lacks tracked files: {', '.join(missing)} (see MANIFEST.in)")
+
+
+def resolve_extras(wheel: Path) -> None:
+    """Each of ``EXTRAS``, resolved by pip for a new app (a dry run, nothing installed), picks one
+    coherent release train: one version for the 1.x packages (api, sdk, exporters) and one for
+    the 0.x (contrib). The train may be older than the newest: upstream's Flask instrumentation
+    lags, and pip settles on a train that has every package asked for."""
+    say("resolving our extras for a new app:")
+    for extras in EXTRAS:
+        requirement = f"{wheel}[{extras}]" if extras else str(wheel)
+        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
+        report = json.loads(run([*command, "--report", "-", requirement]))
+        chosen = {
+            canonical(item["metadata"]["name"]): item["metadata"]["version"]
+            for item in report["install"]
+            if canonical(item["metadata"]["name"]).startswith("opentelemetry-")
+        }
+        stable = {version for version in chosen.values() if not version.startswith("0.")}
+        contrib = {version for version in chosen.values() if version.startswith("0.")}
+        if len(stable) != 1 or len(contrib) > 1:
+            raise CompatError(f"sqreen-otel[{extras}] resolves to mixed releases: {versions(chosen)}")
+        train = " / ".join([*stable, *contrib])
+        say(f"  sqreen-otel[{extras}]: {train} ({len(chosen)} OpenTelemetry packages)")
 
 
 # -- interpreters and virtualenvs ----------------------------------------------------------------
@@ -290,7 +311,11 @@ def find_python(wanted: str | None) -> tuple[str, str]:
 def distributions(python: Path) -> dict[str, str]:
     """Installed distributions, canonical name -> version."""
     listed = json.loads(run([python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"]))
-    return {re.sub(r"[-_.]+", "-", item["name"]).lower(): item["version"] for item in listed}
+    return {canonical(item["name"]): item["version"] for item in listed}
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def opentelemetry(installed: Mapping[str, str]) -> dict[str, str]:
@@ -307,29 +332,26 @@ class Venv:
     python: Path
     #: What the app had installed before our wheel.
     app: dict[str, str]
-    #: Written once the venv is complete: a later run with the same key reuses it.
-    key: str
-    reused: bool
-
-    def complete(self) -> None:
-        (self.path / "compat-key").write_text(self.key)
 
 
-def cache_key(entry: Entry, python_full: str, requirements: Sequence[str]) -> str:
-    text = json.dumps([CACHE_FORMAT, entry.app, entry.extras, python_full, sorted(requirements)])
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def prepare(entry: Entry, cache: Path, requirements: Sequence[str]) -> Venv:
-    """The entry's venv with the app's packages: reused if its key matches, else made anew."""
+def prepare(entry: Entry, cache: Path) -> Venv:
+    """The entry's venv holding the app's packages and nothing else. A cached one (same app
+    requirements, same Python) is brought back to that state: what earlier runs added is
+    uninstalled. It is made anew if missing, changed or unrestorable."""
     executable, full = find_python(entry.python)
     path = cache / entry.name
     python = path / "bin" / "python"
-    key = cache_key(entry, full, requirements)
+    key = hashlib.sha256(json.dumps([CACHE_FORMAT, entry.app, full]).encode()).hexdigest()
     key_file, app_file = path / "compat-key", path / "compat-app.json"
     if key_file.is_file() and app_file.is_file() and key_file.read_text() == key and python.exists():
-        say(f"  Python {full}, cached venv {path} (same entry, Python and requirements)")
-        return Venv(path, python, json.loads(app_file.read_text()), key, reused=True)
+        app = json.loads(app_file.read_text())
+        now = distributions(python)
+        if all(now.get(name) == version for name, version in app.items()):
+            added = sorted(set(now) - set(app))
+            if added:
+                run([python, "-m", "pip", "uninstall", "--quiet", "--yes", *added])
+            say(f"  Python {full}, cached venv {path}, back to the app's packages alone")
+            return Venv(path, python, app)
     say(f"  Python {full}, new venv {path}")
     shutil.rmtree(path, ignore_errors=True)
     run([executable, "-m", "venv", path])
@@ -338,7 +360,8 @@ def prepare(entry: Entry, cache: Path, requirements: Sequence[str]) -> Venv:
         run([python, "-m", "pip", "install", "--quiet", *entry.app])
     app = distributions(python)
     app_file.write_text(json.dumps(app, indent=1))
-    return Venv(path, python, app, key, reused=False)
+    key_file.write_text(key)
+    return Venv(path, python, app)
 
 
 def install(venv: Venv, requirement: str, hold: Mapping[str, str] | None = None) -> str:
@@ -416,10 +439,8 @@ def smoke(venv: Venv, otlp_missing: bool) -> str:
 
 def run_entry(entry: Entry, built: Build, cache: Path, pytest_args: Sequence[str]) -> None:
     say(f"\n== {entry.name}: {entry.about}")
-    venv = prepare(entry, cache, built.requirements)
+    venv = prepare(entry, cache)
     say(f"  the app's OpenTelemetry: {versions(opentelemetry(venv.app))}")
-    if venv.reused:
-        run([venv.python, "-m", "pip", "uninstall", "--quiet", "--yes", "sqreen-otel"])
     wheel, extras = str(built.wheel), ",".join(entry.extras)
     if entry.app:
         # As the app's owner would: a plain install (nothing held), then the extras with the
@@ -437,7 +458,6 @@ def run_entry(entry: Entry, built: Build, cache: Path, pytest_args: Sequence[str
     chosen = distributions(venv.python)
     say(f"  OpenTelemetry now: {versions(opentelemetry(chosen))}")
     install(venv, f"{wheel}[test]", hold=chosen)
-    venv.complete()
     env = clean_env(SQREEN_OTEL_TEST_INSTRUMENTATIONS=",".join(entry.instrumentations))
     env["PATH"] = f"{venv.python.parent}{os.pathsep}{env.get('PATH', '')}"
     say(f"  the test suite of {built.sdist.name}, against the installed wheel:")
@@ -477,8 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sqreen-otel-compat-") as workdir:
         try:
             built = build(Path(workdir))
+            resolve_extras(built.wheel)
         except CompatError as error:
-            say(f"FAILED to build: {error}")
+            say(f"FAILED: {error}")
             return 1
         for entry in (entry for entry in MATRIX if entry.name in wanted):
             started = time.monotonic()
