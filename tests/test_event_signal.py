@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from _instrumentations import needs
 from _receivers import OtlpReceiver, running
 from _support import LogCapture, Otel, make_otel, run_python
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
@@ -235,6 +236,7 @@ def collector_copies(receiver: OtlpReceiver) -> tuple[Counter[str], list[bytes]]
     return ids, [item.body for item in receiver.received]
 
 
+@needs("flask")  # collector_app is a Flask app
 @pytest.mark.parametrize(
     ("exporter", "signal", "copies"),
     [

@@ -2,12 +2,12 @@
 
 A correctness property (no quadratic pattern), not a speed target (those live in benchmarks/):
 for every rule, a hostile 8 KB input must cost at most a few times a benign input of the same
-length (16x: the worst measured is ~6.6x on Python 3.11, ``make bench`` (f), and 8-11x on
-3.10, the oldest supported, whose regex engine is slower on Arabic-Indic digit groups; the
-margin absorbs a busy machine), and quadrupling a hostile input must not much more than quadruple its cost (linear:
-4x, quadratic: 16x; the bound is 7x). A quadratic pattern (the JWT pattern of the review took
-~50 ms on ``"eyJ-" * 2000``) fails both by far. Each timing is the best of several runs, with a
-fresh scrubber (no cache).
+length (16x: the worst measured is ~6.6x on Python 3.11, ``make bench`` (f), and 8-11x on 3.10,
+the oldest supported, whose regex engine is slower on Arabic-Indic digit groups; the margin
+absorbs a busy machine), and quadrupling a hostile input must not much more than quadruple its
+cost (linear: 4x, quadratic: 16x; the bound is 7x). A quadratic pattern (the JWT pattern of the
+review took ~50 ms on ``"eyJ-" * 2000``) fails both by far. Each timing is the best of several
+runs, with a fresh scrubber (no cache).
 """
 
 from __future__ import annotations
