@@ -232,10 +232,10 @@ def bench_export(rounds: int, spans_per_round: int = 500) -> list[str]:
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from workload import request_spans
 
-    from sqreen_otel._model import scrubbed_events
-    from sqreen_otel._scrub import Scrubber
-    from sqreen_otel._spool import Spool, SpoolSettings
-    from sqreen_otel._store import origin_for
+    from sqreen_otel._scrubbing.scrubber import Scrubber
+    from sqreen_otel._shipping.event_model import scrubbed_events
+    from sqreen_otel._shipping.spool import Spool, SpoolSettings
+    from sqreen_otel._shipping.store import origin_for
     from sqreen_otel.exporters.otlp import encode_logs
 
     batches = [request_spans(spans_per_round, seed=round_) for round_ in range(min(rounds, 11))]
@@ -338,7 +338,7 @@ def bench_scrub_worst_case(rounds: int) -> list[str]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from scrub_corpus import BENIGN, HOSTILE, SIZE, sized
 
-    from sqreen_otel._scrub import Scrubber
+    from sqreen_otel._scrubbing.scrubber import Scrubber
 
     def timed(text: str) -> Callable[[], float]:
         def run() -> float:

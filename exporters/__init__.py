@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from sqreen_otel._config import Config
 from sqreen_otel._log import log_once
-from sqreen_otel._model import EventExporter
+from sqreen_otel._shipping.event_model import EventExporter
 from sqreen_otel.exporters.console import ConsoleEventExporter
 from sqreen_otel.exporters.http import SqreenHttpExporter
 from sqreen_otel.exporters.local import LocalStoreExporter

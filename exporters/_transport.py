@@ -8,7 +8,7 @@
   (a watchdog shuts the socket down at the deadline), so ``max_seconds`` bounds a ``post``.
 * The response body is read up to 64 KiB and no further: a destination answering with a huge
   body costs nothing (the connection is then dropped rather than drained).
-* The status decides the outcome (``_outcome``): 2xx delivered; 408, 429, 5xx retry (honouring
+* The status decides the outcome (``export_result``): 2xx delivered; 408, 429, 5xx retry (honouring
   ``Retry-After``); 413 too large (the batch is split); other 4xx bad data (split to isolate
   the events at fault); 3xx, 401, 403, 404, 405 refused (kept, backed off, logged as errors).
 """
@@ -26,8 +26,8 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 
-from sqreen_otel._model import EventExporter
-from sqreen_otel._outcome import SUCCESS, ExportOutcome, ExportStatus
+from sqreen_otel._shipping.event_model import EventExporter
+from sqreen_otel._shipping.export_result import SUCCESS, ExportOutcome, ExportStatus
 
 MAX_RESPONSE_BYTES = 64 * 1024
 _RETRYABLE = frozenset({408, 429})

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from sqreen_otel._display import safe_text
-from sqreen_otel._model import EventExporter, SecurityEvent, iso_time
-from sqreen_otel._outcome import SUCCESS, ExportOutcome
+from sqreen_otel._shipping.event_model import EventExporter, SecurityEvent, iso_time
+from sqreen_otel._shipping.export_result import SUCCESS, ExportOutcome
 
 
 def _compact(mapping: dict[str, Any]) -> str:

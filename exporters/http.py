@@ -12,8 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqreen_otel._model import SecurityEvent, iso_time
-from sqreen_otel._outcome import SUCCESS, ExportOutcome
+from sqreen_otel._shipping.event_model import SecurityEvent, iso_time
+from sqreen_otel._shipping.export_result import SUCCESS, ExportOutcome
 from sqreen_otel._version import __version__
 from sqreen_otel.exporters._transport import HttpEventExporter, HttpTransport
 

@@ -1,4 +1,4 @@
-"""``local``: the embedded default, the SQLite event store on this host (``_store``).
+"""``local``: the embedded default, the SQLite event store on this host (``store``).
 
 In the pipeline the spool writes the store directly (it is also the remote exporters' durable
 queue). ``LocalStoreExporter`` writes scrubbed events to a store of your choice, for direct use.
@@ -11,9 +11,9 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 
-from sqreen_otel import _store
-from sqreen_otel._model import EventExporter, SecurityEvent
-from sqreen_otel._outcome import SUCCESS, ExportOutcome, ExportStatus
+from sqreen_otel._shipping import store as _store
+from sqreen_otel._shipping.event_model import EventExporter, SecurityEvent
+from sqreen_otel._shipping.export_result import SUCCESS, ExportOutcome, ExportStatus
 
 __all__ = ["LocalStoreExporter"]
 

@@ -24,9 +24,9 @@ from opentelemetry import trace
 from opentelemetry._logs import Logger, LoggerProvider, LogRecord, SeverityNumber, get_logger_provider
 
 from sqreen_otel._log import log_every
-from sqreen_otel._model import EventExporter, SecurityEvent, log_attributes
-from sqreen_otel._outcome import SUCCESS, ExportOutcome, ExportStatus
 from sqreen_otel._sdk_bridge import logger_provider_is_set
+from sqreen_otel._shipping.event_model import EventExporter, SecurityEvent, log_attributes
+from sqreen_otel._shipping.export_result import SUCCESS, ExportOutcome, ExportStatus
 from sqreen_otel._version import __version__
 
 __all__ = ["LoggerProviderEventExporter"]

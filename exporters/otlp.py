@@ -35,9 +35,9 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from sqreen_otel._log import warn_once
-from sqreen_otel._model import SecurityEvent, log_attributes
-from sqreen_otel._outcome import SUCCESS, ExportOutcome
-from sqreen_otel._scrubbing_exporter import ScrubbingSpanExporter
+from sqreen_otel._shipping.event_model import SecurityEvent, log_attributes
+from sqreen_otel._shipping.export_result import SUCCESS, ExportOutcome
+from sqreen_otel._shipping.scrubbing_exporter import ScrubbingSpanExporter
 from sqreen_otel._version import __version__
 from sqreen_otel.exporters._transport import HttpEventExporter, HttpTransport
 

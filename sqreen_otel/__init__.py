@@ -12,13 +12,13 @@ span events on the HTTP request span they belong to, with the user who did them:
 See README.md for set-up and docs/events.md for the event schema.
 """
 
-from sqreen_otel._api import auth_track, identify, signup_track, track
 from sqreen_otel._config import Config, current_config
-from sqreen_otel._processor import SqreenSpanProcessor
-from sqreen_otel._record import RequestRecord, TrackedEvent, UserRecord, from_context
-from sqreen_otel._sampler import SecurityEventSampler
-from sqreen_otel._scrubbing_exporter import ScrubbingSpanExporter
+from sqreen_otel._recording.api import auth_track, identify, signup_track, track
+from sqreen_otel._recording.builders import RequestRecord, TrackedEvent, UserRecord, from_context
+from sqreen_otel._recording.sampler import SecurityEventSampler
 from sqreen_otel._setup import configure, flush, shutdown
+from sqreen_otel._shipping.processor import SqreenSpanProcessor
+from sqreen_otel._shipping.scrubbing_exporter import ScrubbingSpanExporter
 from sqreen_otel._stats import stats as _stats
 from sqreen_otel._version import __version__
 

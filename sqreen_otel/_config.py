@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from sqreen_otel._log import logger
 
 if TYPE_CHECKING:
-    from sqreen_otel._client_ip import ClientIPPolicy
+    from sqreen_otel._http.client_ip import ClientIPPolicy
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -124,7 +124,7 @@ class Config:
     @functools.cached_property
     def client_ip_policy(self) -> ClientIPPolicy:
         """The client-IP settings as one hashable value (a resolution cache key)."""
-        from sqreen_otel._client_ip import ClientIPPolicy
+        from sqreen_otel._http.client_ip import ClientIPPolicy
 
         return ClientIPPolicy(self.ip_header, self.trusted_proxies)
 

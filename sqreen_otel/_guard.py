@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 from sqreen_otel._log import log_once
-from sqreen_otel._normalize import ArgumentTypeError
+from sqreen_otel._recording.validate import ArgumentTypeError
 from sqreen_otel._stats import stats
 
 P = ParamSpec("P")

@@ -29,7 +29,7 @@ lacks one, the best available path is here:
   ``Event`` keeps it in ``_timestamp`` and has no setter.
 * ``bounded_list``: the SDK's ``BoundedList`` (events, links of a span copy) with a dropped count.
 * ``max_events``: the span's event limit (``OTEL_SPAN_EVENT_COUNT_LIMIT``); the SDK evicts the
-  oldest past it, which ``_placement.rescue_evicted`` detects with the public ``span.events``.
+  oldest past it, which ``routing.rescue_evicted`` detects with the public ``span.events``.
 * ``attributes_copy``: attribute containers for scrubbed span copies, without re-cleaning.
 * ``readable``: the plain dict behind ``BoundedAttributes``, for read-only iteration.
 """
@@ -178,7 +178,7 @@ def carrier_tracer(provider: TracerProvider, name: str, version: str) -> Tracer:
     SDK tracers capture the provider's sampler when they are created; ours gets it wrapped in
     ``SecurityEventSampler``, so the host's own sampler is never replaced.
     """
-    from sqreen_otel._sampler import SecurityEventSampler
+    from sqreen_otel._recording.sampler import SecurityEventSampler
 
     tracer = provider.get_tracer(name, version)
     sampler = getattr(tracer, "sampler", None)

@@ -23,13 +23,13 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from sqreen_otel import _fork
 from sqreen_otel._config import Config, build_config, current_config, set_current_config
 from sqreen_otel._log import reset_logs, warn_once
-from sqreen_otel._pipeline import ExportPipeline, PipelineSettings
-from sqreen_otel._placement import use_provider
-from sqreen_otel._processor import SqreenSpanProcessor
-from sqreen_otel._scrub import scrubber_for
-from sqreen_otel._scrubbing_exporter import ScrubbingSpanExporter
+from sqreen_otel._recording.routing import use_provider
+from sqreen_otel._scrubbing.scrubber import scrubber_for
 from sqreen_otel._sdk_bridge import install_processor
-from sqreen_otel._shipping import Shipping, app_logs_pipelines
+from sqreen_otel._shipping.assembly import Shipping, app_logs_pipelines
+from sqreen_otel._shipping.pipeline import ExportPipeline, PipelineSettings
+from sqreen_otel._shipping.processor import SqreenSpanProcessor
+from sqreen_otel._shipping.scrubbing_exporter import ScrubbingSpanExporter
 from sqreen_otel.exporters.logs import use_logger_provider
 
 _lock = threading.Lock()

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from sqreen_otel._config import current_config
 from sqreen_otel._guard import report_internal_error
-from sqreen_otel._placement import UNSAMPLED_STATE, end_unsampled_request
-from sqreen_otel._state import bind_environ, pending_environ
+from sqreen_otel._recording.request_state import bind_environ, pending_environ
+from sqreen_otel._recording.routing import UNSAMPLED_STATE, end_unsampled_request
 
 if TYPE_CHECKING:
     from contextvars import Token

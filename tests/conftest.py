@@ -12,7 +12,7 @@ from opentelemetry import context as otel_context
 
 from sqreen_otel._config import build_config, set_current_config
 from sqreen_otel._log import log_once
-from sqreen_otel._placement import use_provider
+from sqreen_otel._recording.routing import use_provider
 from sqreen_otel._stats import stats
 
 

@@ -13,7 +13,7 @@ from _support import make_otel
 from opentelemetry.trace import SpanKind
 from werkzeug.test import Client
 
-from sqreen_otel._request_context import request_context
+from sqreen_otel._http.request_context import request_context
 
 
 def main() -> None:

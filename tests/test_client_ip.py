@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from sqreen_otel._client_ip import (
+from sqreen_otel._http.client_ip import (
     MAX_ELEMENTS,
     MAX_HEADER_CHARS,
     ClientIPPolicy,

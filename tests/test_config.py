@@ -154,7 +154,7 @@ def test_an_empty_variable_means_unset_and_never_turns_scrubbing_off(value: str)
 
 def test_an_invalid_trusted_proxy_list_never_falls_back_to_the_forgeable_mode(tmp_path: Path) -> None:
     """SQREEN_TRUSTED_PROXIES with a typo: forwarding headers are ignored, not believed."""
-    from sqreen_otel._client_ip import resolve_client_ip
+    from sqreen_otel._http.client_ip import resolve_client_ip
 
     config = build_config({}, environ={"SQREEN_TRUSTED_PROXIES": "10.0.0.0/33"})
     env = {"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "6.6.6.6"}

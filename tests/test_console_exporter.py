@@ -8,8 +8,8 @@ from _support import make_otel
 from opentelemetry.trace import SpanKind
 
 import sqreen_otel
-from sqreen_otel._model import scrubbed_events
-from sqreen_otel._scrub import Scrubber
+from sqreen_otel._scrubbing.scrubber import Scrubber
+from sqreen_otel._shipping.event_model import scrubbed_events
 from sqreen_otel.exporters import ConsoleEventExporter
 
 

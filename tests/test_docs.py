@@ -151,7 +151,7 @@ import json as _json
 from werkzeug.test import Client as _Client
 
 import sqreen_otel as _sqreen
-from sqreen_otel._cli import main as _explorer
+from sqreen_otel._cli.events import main as _explorer
 
 
 def _check_stored(names, client_ip):

@@ -25,9 +25,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
 import sqreen_otel
-from sqreen_otel import _store
-from sqreen_otel._cli import main as cli
-from sqreen_otel._scrub import MASK
+from sqreen_otel._cli.events import main as cli
+from sqreen_otel._scrubbing.scrubber import MASK
+from sqreen_otel._shipping import store as _store
 
 APP = TESTS / "queue_app.py"
 
@@ -259,7 +259,10 @@ import os, sys, threading, time
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 import sqreen_otel
-from sqreen_otel import _events, _log, _placement, _setup, _state
+from sqreen_otel import _log, _setup
+from sqreen_otel._recording import live_event as _events
+from sqreen_otel._recording import routing as _placement
+from sqreen_otel._recording import request_state as _state
 from sqreen_otel._stats import stats as _stats
 provider = TracerProvider()
 sqreen_otel.configure(tracer_provider=provider, exporter="local", local_store=sys.argv[1])
@@ -302,7 +305,7 @@ def test_a_forked_child_never_deadlocks_on_a_lock_held_at_fork(tmp_path: Path) -
 
 
 def row(key: str, properties: str = "{}") -> tuple[object, ...]:
-    """A store row as ``_store.event_row`` makes them."""
+    """A store row as ``store.event_row`` makes them."""
     return (key, 1, "e", "t", "{}", None, None, None, None, None, "{}", properties, "0", "0", "shop")
 
 

@@ -23,7 +23,7 @@ from werkzeug.test import Client
 
 import sqreen_otel
 from sqreen_otel._config import build_config
-from sqreen_otel._scrub import MASK
+from sqreen_otel._scrubbing.scrubber import MASK
 from sqreen_otel.wsgi import SqreenMiddleware
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from _support import make_otel
 from opentelemetry.trace import SpanKind
 
 import sqreen_otel
-from sqreen_otel._cli import main as cli
+from sqreen_otel._cli.events import main as cli
 
 SCRIPT = Path(sys.executable).with_name("sqreen-otel")
 # Clear the screen, set the window title (OSC), forge a row, reverse the text direction.

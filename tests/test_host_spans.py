@@ -21,8 +21,8 @@ from opentelemetry.trace import SpanKind
 
 import sqreen_otel
 from sqreen_otel import ScrubbingSpanExporter
-from sqreen_otel._model import scrubbed_events
-from sqreen_otel._scrub import Scrubber
+from sqreen_otel._scrubbing.scrubber import Scrubber
+from sqreen_otel._shipping.event_model import scrubbed_events
 
 KEY = "k" * 32
 EMAIL = "ann@example.com"

@@ -12,14 +12,14 @@ from _support import Otel, make_otel
 from opentelemetry.trace import SpanKind
 
 import sqreen_otel
-from sqreen_otel._pipeline import Backoff
-from sqreen_otel._scrub import MASK
+from sqreen_otel._scrubbing.scrubber import MASK
+from sqreen_otel._shipping.pipeline import Backoff
 from sqreen_otel.exporters import SqreenHttpExporter
 
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sqreen_otel._drain.Backoff", lambda: Backoff(initial=0.05, cap=0.2))
+    monkeypatch.setattr("sqreen_otel._shipping.drain.Backoff", lambda: Backoff(initial=0.05, cap=0.2))
 
 
 def configured(receiver: Receiver, **settings: object) -> Otel:

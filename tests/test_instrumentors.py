@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 from werkzeug.test import Client
 
 import sqreen_otel
-from sqreen_otel._instrumentors import SqreenDjangoInstrumentor, SqreenFlaskInstrumentor
+from sqreen_otel._zero_code.instrumentors import SqreenDjangoInstrumentor, SqreenFlaskInstrumentor
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from werkzeug.middleware.lint import LintMiddleware
 from werkzeug.test import Client
 
 import sqreen_otel
-from sqreen_otel._request_context import request_context
+from sqreen_otel._http.request_context import request_context
 from sqreen_otel.wsgi import SqreenMiddleware
 
 if TYPE_CHECKING:

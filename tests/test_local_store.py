@@ -14,7 +14,7 @@ from _support import make_otel
 from opentelemetry.trace import SpanKind
 
 import sqreen_otel
-from sqreen_otel._cli import main as cli
+from sqreen_otel._cli.events import main as cli
 from sqreen_otel.exporters import LocalStoreExporter
 
 WRITER = Path(__file__).with_name("store_writer.py")

@@ -19,7 +19,7 @@ from sqreen_otel._config import (
     MAX_USER_IDENTIFIERS,
     MAX_VALUE_LENGTH,
 )
-from sqreen_otel._normalize import (
+from sqreen_otel._recording.validate import (
     MappingLike,
     check_mapping,
     normalize_identifiers,

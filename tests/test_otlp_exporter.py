@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
 import sqreen_otel
-from sqreen_otel._scrub import MASK
+from sqreen_otel._scrubbing.scrubber import MASK
 
 
 def attributes_of(message: Any) -> dict[str, object]:

@@ -11,8 +11,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import sqreen_otel
-from sqreen_otel._outcome import SUCCESS, ExportOutcome, ExportStatus
-from sqreen_otel._pipeline import Backoff, ExportPipeline, PipelineSettings
+from sqreen_otel._shipping.export_result import SUCCESS, ExportOutcome, ExportStatus
+from sqreen_otel._shipping.pipeline import Backoff, ExportPipeline, PipelineSettings
 
 FAST = Backoff(initial=0.01, cap=0.05)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqreen_otel._request_context import parse_parameters, request_context
+from sqreen_otel._http.request_context import parse_parameters, request_context
 
 OLD = {
     "http.method": "POST",

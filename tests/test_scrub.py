@@ -17,8 +17,8 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 import sqreen_otel
 from sqreen_otel import ScrubbingSpanExporter
-from sqreen_otel._scrub import MASK, URL_MASK, Scrubber, luhn_valid
-from sqreen_otel._scrubbing_exporter import scrub_span
+from sqreen_otel._scrubbing.scrubber import MASK, URL_MASK, Scrubber, luhn_valid
+from sqreen_otel._shipping.scrubbing_exporter import scrub_span
 
 CARD = "4111 1111 1111 1111"
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl"
@@ -293,7 +293,7 @@ def test_keys_are_data_too() -> None:
 
 
 def test_a_value_over_the_budget_is_redacted_whole() -> None:
-    from sqreen_otel._scrub import MAX_SCRUBBED_CHARS
+    from sqreen_otel._scrubbing.scrubber import MAX_SCRUBBED_CHARS
 
     assert Scrubber().scrub_text("a" * (MAX_SCRUBBED_CHARS + 1)) == MASK
     assert sqreen_otel.stats()["values_redacted_oversized"] == 1

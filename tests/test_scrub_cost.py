@@ -17,7 +17,7 @@ import time
 import pytest
 from scrub_corpus import BENIGN, HOSTILE, SIZE, sized
 
-from sqreen_otel._scrub import Scrubber
+from sqreen_otel._scrubbing.scrubber import Scrubber
 
 
 def cost(text: str, repeat: int = 7) -> float:

@@ -24,8 +24,8 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict, MultiDict
 
 import sqreen_otel
 from sqreen_otel import ScrubbingSpanExporter
-from sqreen_otel._outcome import SUCCESS, ExportOutcome
-from sqreen_otel._scrub import Scrubber
+from sqreen_otel._scrubbing.scrubber import Scrubber
+from sqreen_otel._shipping.export_result import SUCCESS, ExportOutcome
 from sqreen_otel.exporters import ConsoleEventExporter, LocalStoreExporter, SqreenHttpExporter
 
 SECRETS = st.text(string.ascii_letters + string.digits, min_size=16, max_size=24)

@@ -26,11 +26,12 @@ from _support import make_otel
 from opentelemetry.trace import SpanKind
 
 import sqreen_otel
-from sqreen_otel import _drain, _store
-from sqreen_otel._cli import main as cli
-from sqreen_otel._drain import Drainer, DrainSettings
-from sqreen_otel._outcome import ExportStatus
-from sqreen_otel._spool import Spool
+from sqreen_otel._cli.events import main as cli
+from sqreen_otel._shipping import drain as _drain
+from sqreen_otel._shipping import store as _store
+from sqreen_otel._shipping.drain import Drainer, DrainSettings
+from sqreen_otel._shipping.export_result import ExportStatus
+from sqreen_otel._shipping.spool import Spool
 from sqreen_otel.exporters._transport import HttpTransport
 from sqreen_otel.exporters.http import SqreenHttpExporter
 
@@ -39,7 +40,7 @@ SHOP = "https://collector.example/"
 
 
 def row(key: str, properties: str = "{}", service: str = "shop") -> tuple[object, ...]:
-    """A store row as ``_store.event_row`` makes them."""
+    """A store row as ``store.event_row`` makes them."""
     return (key, 1, "e", "t", "{}", None, None, None, None, None, "{}", properties, "0", "0", service)
 
 
@@ -470,8 +471,8 @@ def test_a_batch_the_writer_holds_when_shutdown_times_out_is_counted(tmp_path: P
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import SpanKind
 
-    from sqreen_otel._scrub import Scrubber
-    from sqreen_otel._spool import SpoolSettings
+    from sqreen_otel._scrubbing.scrubber import Scrubber
+    from sqreen_otel._shipping.spool import SpoolSettings
 
     store = tmp_path / "events.db"
     spool = Spool(
@@ -503,7 +504,7 @@ def test_a_batch_the_writer_holds_when_shutdown_times_out_is_counted(tmp_path: P
 def test_a_drainer_that_finds_its_cursor_moved_stops_instead_of_sending_again(tmp_path: Path) -> None:
     """Its lease expired during a long pause and another process delivered meanwhile: renewing
     finds the cursor elsewhere, so it never re-sends what the other delivered."""
-    from sqreen_otel._drain import _LeaseLost, _Result
+    from sqreen_otel._shipping.drain import _LeaseLost, _Result
 
     store = tmp_path / "events.db"
     db = _store.connect(str(store))

@@ -40,8 +40,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqreen_otel._model import SecurityEvent
-from sqreen_otel._request_context import RequestContext
+from sqreen_otel._http.request_context import RequestContext
+from sqreen_otel._shipping.event_model import SecurityEvent
 
 SCHEMA_VERSION = 4
 _EVENTS_TABLE = """

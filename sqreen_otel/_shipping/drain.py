@@ -2,7 +2,7 @@
 
 * Each process runs one drainer thread per remote exporter. On the heartbeat
   (``SQREEN_HEARTBEAT_DELAY``), earlier when a full batch is waiting, on ``flush()`` and at
-  shutdown, it takes the lease of its route's cursor (``_store``: this exporter, this app's
+  shutdown, it takes the lease of its route's cursor (``store``: this exporter, this app's
   service and destination) and sends what follows the cursor in batches of ``batch_size``,
   advancing the cursor after each delivered batch. One process sends at a time; when one
   dies, its lease expires and another worker (or the restarted app) goes on from the cursor:
@@ -34,12 +34,12 @@ from dataclasses import dataclass
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from sqreen_otel import _store
 from sqreen_otel._guard import report_internal_error
 from sqreen_otel._log import log_every, logger
-from sqreen_otel._model import EventExporter, SecurityEvent
-from sqreen_otel._outcome import ExportOutcome, ExportStatus
-from sqreen_otel._pipeline import Backoff
+from sqreen_otel._shipping import store as _store
+from sqreen_otel._shipping.event_model import EventExporter, SecurityEvent
+from sqreen_otel._shipping.export_result import ExportOutcome, ExportStatus
+from sqreen_otel._shipping.pipeline import Backoff
 from sqreen_otel._stats import stats
 
 LEASE_MARGIN_S = 30.0  # a lease lasts the exporter's longest request plus this

@@ -32,10 +32,11 @@ from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanK
 
 from sqreen_otel import _fork, _schema
 from sqreen_otel._config import current_config
-from sqreen_otel._events import LiveEvent
+from sqreen_otel._http.request_context import REQUEST_CONTEXT_KEYS
 from sqreen_otel._log import warn_once
-from sqreen_otel._request_context import REQUEST_CONTEXT_KEYS
-from sqreen_otel._scrub import scrubber_for
+from sqreen_otel._recording.live_event import LiveEvent
+from sqreen_otel._recording.request_state import RequestState, environ_attributes
+from sqreen_otel._scrubbing.scrubber import scrubber_for
 from sqreen_otel._sdk_bridge import (
     add_event_if_open,
     carrier_tracer,
@@ -45,7 +46,6 @@ from sqreen_otel._sdk_bridge import (
     run_if_open,
     span_processors,
 )
-from sqreen_otel._state import RequestState, environ_attributes
 from sqreen_otel._stats import stats
 from sqreen_otel._version import __version__
 

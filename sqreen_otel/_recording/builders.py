@@ -1,7 +1,7 @@
 """The Go-SDK-shaped API: ``from_context(ctx).track_event(name).with_properties(...)``.
 
 ``from_context`` never returns None. Each ``with_*`` call replaces that option's previous
-value, and the result is exactly one event with the final values (see ``_events.LiveEvent``
+value, and the result is exactly one event with the final values (see ``live_event.LiveEvent``
 for how, given that OpenTelemetry freezes event attributes).
 """
 
@@ -17,10 +17,12 @@ from opentelemetry.trace import Span
 
 from sqreen_otel import _schema
 from sqreen_otel._config import current_config
-from sqreen_otel._events import LiveEvent, identity_attributes, user_views
 from sqreen_otel._guard import guarded
 from sqreen_otel._log import warn_once
-from sqreen_otel._normalize import (
+from sqreen_otel._recording.live_event import LiveEvent, identity_attributes, user_views
+from sqreen_otel._recording.request_state import RequestState, current_state, pending_environ
+from sqreen_otel._recording.routing import end_carrier, hold_open, place, unsampled_request
+from sqreen_otel._recording.validate import (
     AttributeValue,
     MappingLike,
     Scalar,
@@ -31,9 +33,7 @@ from sqreen_otel._normalize import (
     normalize_properties,
     timestamp_ns,
 )
-from sqreen_otel._placement import end_carrier, hold_open, place, unsampled_request
-from sqreen_otel._scrub import scrubber_for
-from sqreen_otel._state import RequestState, current_state, pending_environ
+from sqreen_otel._scrubbing.scrubber import scrubber_for
 from sqreen_otel._stats import stats
 
 __all__ = ["RequestRecord", "TrackedEvent", "UserRecord", "from_context"]

@@ -2,7 +2,7 @@
 
 One ``SecurityEvent`` per event we recorded (recognised by its ``sqreen.event.type``
 attribute), with its default properties derived from the span's HTTP attributes
-(``_request_context``). There is one way to get them, ``scrubbed_events``, and it scrubs: the
+(``request_context``). There is one way to get them, ``scrubbed_events``, and it scrubs: the
 event and request attributes go through the same ``Scrubber.scrub_attributes`` as the spans
 our OTLP path ships, and the event is built from the result. ``EventExporter`` is the base of
 every exporter of this model (local store, http, console), so none can ship an unscrubbed one.
@@ -21,11 +21,11 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from sqreen_otel import _schema
 from sqreen_otel._config import MAX_VALUE_LENGTH, current_config
-from sqreen_otel._events import LiveEvent
-from sqreen_otel._outcome import ExportOutcome
-from sqreen_otel._request_context import RequestContext, request_fields
-from sqreen_otel._scrub import Scrubber, scrubber_for
+from sqreen_otel._http.request_context import RequestContext, request_fields
+from sqreen_otel._recording.live_event import LiveEvent
+from sqreen_otel._scrubbing.scrubber import Scrubber, scrubber_for
 from sqreen_otel._sdk_bridge import span_attributes
+from sqreen_otel._shipping.export_result import ExportOutcome
 
 
 class SecurityEvent(NamedTuple):

@@ -8,7 +8,8 @@ from typing import Any
 from sqreen_otel import _schema
 from sqreen_otel._config import current_config
 from sqreen_otel._guard import guarded
-from sqreen_otel._normalize import (
+from sqreen_otel._recording.builders import current_target, reserved
+from sqreen_otel._recording.validate import (
     MappingLike,
     check_bool,
     check_event_name,
@@ -17,7 +18,6 @@ from sqreen_otel._normalize import (
     normalize_properties,
     timestamp_ns,
 )
-from sqreen_otel._record import current_target, reserved
 
 __all__ = ["auth_track", "identify", "signup_track", "track"]
 

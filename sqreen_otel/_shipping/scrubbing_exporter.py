@@ -18,11 +18,11 @@ from opentelemetry.trace.status import Status
 
 from sqreen_otel import _schema
 from sqreen_otel._config import current_config
-from sqreen_otel._events import LiveEvent
-from sqreen_otel._model import EventExporter, event_attributes, scrubbed_events
-from sqreen_otel._outcome import ExportOutcome, export_outcome
-from sqreen_otel._scrub import Scrubber, scrubber_for
+from sqreen_otel._recording.live_event import LiveEvent
+from sqreen_otel._scrubbing.scrubber import Scrubber, scrubber_for
 from sqreen_otel._sdk_bridge import attributes_copy, bounded_list, span_attributes
+from sqreen_otel._shipping.event_model import EventExporter, event_attributes, scrubbed_events
+from sqreen_otel._shipping.export_result import ExportOutcome, export_outcome
 
 __all__ = ["ScrubbingSpanExporter"]
 

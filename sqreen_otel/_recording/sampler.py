@@ -2,7 +2,7 @@
 
 A request whose trace is not sampled records nothing (so it costs what it costs without us);
 its first security event starts one of our *carrier* spans, with the request's fields from the
-WSGI environ (``_placement``). Carriers are started by our own tracer, whose sampler is the
+WSGI environ (``routing``). Carriers are started by our own tracer, whose sampler is the
 host's wrapped in this one (the host's sampler itself is never replaced: its spans cost and
 decide exactly as without us). Where the host's sampler would DROP a carrier, this answers
 RECORD_ONLY instead: the carrier records but stays *unsampled*, so the host's own processors

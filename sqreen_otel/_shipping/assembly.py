@@ -17,14 +17,14 @@ from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from sqreen_otel import _store
 from sqreen_otel._config import Config
-from sqreen_otel._drain import Drainer, DrainSettings
 from sqreen_otel._log import logger
-from sqreen_otel._pipeline import ExportPipeline, PipelineSettings
-from sqreen_otel._placement import end_open_carriers
-from sqreen_otel._scrub import scrubber_for
-from sqreen_otel._spool import Spool, SpoolSettings
+from sqreen_otel._recording.routing import end_open_carriers
+from sqreen_otel._scrubbing.scrubber import scrubber_for
+from sqreen_otel._shipping import store as _store
+from sqreen_otel._shipping.drain import Drainer, DrainSettings
+from sqreen_otel._shipping.pipeline import ExportPipeline, PipelineSettings
+from sqreen_otel._shipping.spool import Spool, SpoolSettings
 from sqreen_otel._stats import stats
 from sqreen_otel.exporters import REMOTE, ConsoleEventExporter, remote_exporter_factories
 

@@ -35,15 +35,15 @@ from typing import Any, NamedTuple
 
 from sqreen_otel import _schema
 from sqreen_otel._config import Config
-from sqreen_otel._normalize import valid_text
-from sqreen_otel._pseudonym import pseudonym
-from sqreen_otel._request_context import (
+from sqreen_otel._http.request_context import (
     MAX_PARAMETERS,
     MAX_QUERY_CHARS,
     RequestContext,
     RequestFields,
     parse_parameters,
 )
+from sqreen_otel._recording.validate import valid_text
+from sqreen_otel._scrubbing.pseudonym import pseudonym
 from sqreen_otel._sdk_bridge import readable
 from sqreen_otel._stats import stats
 

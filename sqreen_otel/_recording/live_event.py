@@ -22,9 +22,9 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 
 from sqreen_otel import _fork, _schema
 from sqreen_otel._config import MAX_VALUE_LENGTH, Config
-from sqreen_otel._normalize import AttributeValue, Scalar
-from sqreen_otel._pseudonym import pseudonym
-from sqreen_otel._scrub import Scrubber
+from sqreen_otel._recording.validate import AttributeValue, Scalar
+from sqreen_otel._scrubbing.pseudonym import pseudonym
+from sqreen_otel._scrubbing.scrubber import Scrubber
 from sqreen_otel._sdk_bridge import set_event_timestamp
 
 # One lock for every event's tiny update/finalise sections: cheaper than one per event, and

@@ -3,7 +3,7 @@
 * ``submit`` runs on the thread that ended a span: an O(1) append under a lock held for a few
   instructions, never I/O, never scrubbing.
 * A writer thread (one per process) wakes every ``spool_interval`` seconds (0.5 by default),
-  or at once for a full batch or a flush: it scrubs the staged spans' events (``_model``),
+  or at once for a full batch or a flush: it scrubs the staged spans' events (``event_model``),
   hands them to the console exporter if there is one, encodes one row per event and writes
   them to the store in one transaction. So an event reaches the disk, scrubbed, about half a
   second after its span ended; what a SIGTERM or kill -9 can lose is that last half second.
@@ -30,12 +30,12 @@ from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from sqreen_otel import _store
 from sqreen_otel._guard import report_internal_error
 from sqreen_otel._log import log_every, logger
-from sqreen_otel._model import EventExporter, SecurityEvent, scrubbed_events
-from sqreen_otel._placement import MAX_OPEN_CARRIER_S, end_open_carriers
-from sqreen_otel._scrub import Scrubber
+from sqreen_otel._recording.routing import MAX_OPEN_CARRIER_S, end_open_carriers
+from sqreen_otel._scrubbing.scrubber import Scrubber
+from sqreen_otel._shipping import store as _store
+from sqreen_otel._shipping.event_model import EventExporter, SecurityEvent, scrubbed_events
 from sqreen_otel._stats import stats
 
 _PRUNE_EVERY_S = 60.0

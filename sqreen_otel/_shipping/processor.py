@@ -1,7 +1,7 @@
 """``SqreenSpanProcessor``: binds request state to request spans and ships spans with events.
 
 * ``on_start`` (request thread): for a local-root SERVER span, make it the current request
-  with the WSGI environ the middleware left (``_state``). Cheap: a context variable and a dict
+  with the WSGI environ the middleware left (``request_state``). Cheap: a context variable and a dict
   entry; no state object, no I/O, no lock, no resolution until the request tracks an event.
 * ``_on_ending`` (SDK hook, before any ``on_end``): finalise the span's security events (so
   every processor sees the same values), undo ``on_start`` and, for a request that carries
@@ -20,13 +20,13 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import SpanKind
 
 from sqreen_otel._config import current_config
-from sqreen_otel._events import LiveEvent
 from sqreen_otel._guard import report_internal_error
-from sqreen_otel._placement import rescue_evicted, take_attached
-from sqreen_otel._scrubbing_exporter import with_events
+from sqreen_otel._recording.live_event import LiveEvent
+from sqreen_otel._recording.request_state import pending_environ, request_ending, request_started
+from sqreen_otel._recording.routing import rescue_evicted, take_attached
 from sqreen_otel._sdk_bridge import ON_ENDING, has_events
-from sqreen_otel._shipping import Shipping
-from sqreen_otel._state import pending_environ, request_ending, request_started
+from sqreen_otel._shipping.assembly import Shipping
+from sqreen_otel._shipping.scrubbing_exporter import with_events
 
 
 class SqreenSpanProcessor(SpanProcessor):

@@ -61,7 +61,7 @@ def check_event_name(name: object, where: str) -> str:
         got = "an empty str" if isinstance(name, str) else _type_name(name)
         raise ArgumentTypeError(f"{where}: name must be a non-empty str, got {got}")
     from sqreen_otel._config import current_config
-    from sqreen_otel._scrub import scrubber_for
+    from sqreen_otel._scrubbing.scrubber import scrubber_for
 
     clean = scrubber_for(current_config()).scrub_text(clean_str(name, MAX_NAME_LENGTH))
     if len(name) > MAX_NAME_LENGTH:

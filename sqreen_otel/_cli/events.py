@@ -22,7 +22,7 @@ from typing import Any, NoReturn, TextIO
 
 from sqreen_otel._config import current_config
 from sqreen_otel._display import safe_text
-from sqreen_otel._store import event_columns, open_read_only
+from sqreen_otel._shipping.store import event_columns, open_read_only
 from sqreen_otel._version import __version__
 
 _FIELDS = {

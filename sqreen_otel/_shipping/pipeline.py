@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from sqreen_otel._guard import report_internal_error
 from sqreen_otel._log import log_every
-from sqreen_otel._outcome import ExportOutcome, ExportStatus, export_outcome
+from sqreen_otel._shipping.export_result import ExportOutcome, ExportStatus, export_outcome
 from sqreen_otel._stats import stats
 
 _MAX_RETRY_AFTER_S = 300.0

@@ -12,7 +12,7 @@ OpenTelemetry ``ctx`` handed to ``from_context`` is resolved through ``_open`` (
 The WSGI middleware may run before the request span exists (Flask and Django start it inside
 the app), or for a request whose trace is not sampled (no span is recorded at all), so it
 leaves the environ in ``pending_environ`` for the processor, and for the carrier of an
-unsampled request's events (``_placement``).
+unsampled request's events (``routing``).
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import Span, SpanKind
 
 from sqreen_otel import _fork, _schema
-from sqreen_otel._client_ip import PEER, ClientIP, Inputs, resolve_snapshot, snapshot
 from sqreen_otel._config import Config
-from sqreen_otel._events import LiveEvent, UserView, identity_attributes
+from sqreen_otel._http.client_ip import PEER, ClientIP, Inputs, resolve_snapshot, snapshot
 from sqreen_otel._log import log_once
-from sqreen_otel._normalize import AttributeValue, Scalar
-from sqreen_otel._scrub import Scrubber
+from sqreen_otel._recording.live_event import LiveEvent, UserView, identity_attributes
+from sqreen_otel._recording.validate import AttributeValue, Scalar
+from sqreen_otel._scrubbing.scrubber import Scrubber
 from sqreen_otel._sdk_bridge import set_attributes_while_ending
 from sqreen_otel._stats import stats
 

@@ -21,7 +21,7 @@ from sqreen_otel._log import logger
 
 def _sdk_configuration_failed(exc: Exception) -> None:
     """Say what failed (the OTEL_* settings), not "internal error": the SDK's message, scrubbed."""
-    from sqreen_otel._scrub import Scrubber
+    from sqreen_otel._scrubbing.scrubber import Scrubber
 
     detail = Scrubber().scrub_text(str(exc)[:300])
     logger.error(
