@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.dev-installed
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: test lint typecheck unit compat-ends compat demo bench clean
+.PHONY: test lint typecheck unit services compat-ends compat demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,17 +34,23 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
+# Services the tests start themselves (a real Redis server): installed from Debian when missing.
+services:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing redis-server (Debian) for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+
 # The dev venv has every framework instrumentation: none of their tests may skip here.
-unit: $(DEV_STAMP)
+unit: $(DEV_STAMP) services
 	SQREEN_OTEL_TEST_INSTRUMENTATIONS=flask,django $(BIN)/python -P -m pytest
 
 # Our wheel in apps' own venvs, on the oldest and the newest OpenTelemetry release we support,
 # and the sdist's test suite in each (tests/compat/compat.py; venvs cached in .venv-compat/).
-compat-ends: $(DEV_STAMP)
+compat-ends: $(DEV_STAMP) services
 	$(BIN)/python tests/compat/compat.py oldest newest
 
 # The whole matrix: the two ends, releases in between, and a fresh `pip install sqreen-otel[...]`.
-compat: $(DEV_STAMP)
+compat: $(DEV_STAMP) services
 	$(BIN)/python tests/compat/compat.py all
 
 test: lint typecheck unit compat-ends

@@ -366,6 +366,89 @@ def bench_scrub_worst_case(rounds: int) -> list[str]:
     return lines
 
 
+def bench_ip_lookup(rounds: int, cidrs: int = 100_000, per_round: int = 20_000) -> list[str]:
+    """(h) an IP lookup among 100,000 CIDRs (IPv4 /16 to /32, mostly /32 and /24 as block lists
+    are, and IPv6), fresh random addresses each round (mostly misses, as for most requests)."""
+    import ipaddress
+    import random
+
+    from sqreen_otel._responses.actions import parse_actions
+    from sqreen_otel._responses.index import ActionIndex
+
+    rng = random.Random(1)
+    ranges = []
+    for position in range(cidrs):
+        if position % 10 == 9:
+            prefix = rng.choice([48, 56, 64, 128])
+            value = (0x20010DB8 << 96 | rng.getrandbits(96)) & ~((1 << (128 - prefix)) - 1)
+            ranges.append(str(ipaddress.IPv6Network((value, prefix))))
+        else:  # a block list's shape: mostly single addresses and /24s, a few wider networks
+            prefix = rng.choices([32, 24, rng.randint(16, 23)], weights=[85, 12, 3])[0]
+            value = rng.getrandbits(32) & ~((1 << (32 - prefix)) - 1) & 0xFFFFFFFF
+            ranges.append(str(ipaddress.IPv4Network((value, prefix))))
+    raw = [
+        {
+            "action_id": f"a{start}",
+            "action": "block_ip",
+            "parameters": {"ip_cidr": ranges[start : start + 1000]},
+        }
+        for start in range(0, cidrs, 1000)
+    ]
+    started = time.perf_counter()
+    actions, rejected = parse_actions(raw, {}, time.time())
+    action_index = ActionIndex(actions, time.time())
+    built = time.perf_counter() - started
+    assert not rejected
+    now = time.time()
+    per_lookup = []
+    hits = 0
+    for _ in range(rounds):
+        addresses = [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(per_round)]
+        gc.collect()
+        start = time.perf_counter()
+        for address in addresses:
+            if action_index.match_ip(address, now) is not None:
+                hits += 1
+        per_lookup.append((time.perf_counter() - start) / per_round * 1e6)
+    median = statistics.median(per_lookup)
+    verdict = "OK" if median <= 2.0 else "OVER TARGET"
+    return [
+        f"(h) client-IP lookup among {cidrs:,} CIDRs (IPv4 /32, /24, /16-/23; IPv6), fresh random addresses\n"
+        f"    median {median:.2f} us per lookup (target <= 2 us)  {verdict}   "
+        f"[{hits / (rounds * per_round):.0%} hits; index built in {built:.2f} s]"
+    ]
+
+
+def bench_enforcement(rounds: int, per_round: int = 400) -> list[Result]:
+    """(i) a request through the sqreen layer with enforcement on and an empty action store vs
+    enforcement off: the same stack, each variant run with its own settings in force."""
+    import tempfile
+
+    from sqreen_otel._responses import enforcement
+
+    with tempfile.TemporaryDirectory() as folder:
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(BatchSpanProcessor(NullExporter(), schedule_delay_millis=60_000))
+        sqreen_otel.configure(tracer_provider=provider, exporter="none", actions_store=f"{folder}/actions.db")
+        app = OpenTelemetryMiddleware(SqreenMiddleware(_hello), tracer_provider=provider)
+        on, off = enforcement.settings(), enforcement.ResponseSettings()
+        assert on.enabled and not off.enabled
+
+        def run(settings: enforcement.ResponseSettings) -> float:
+            enforcement.use_settings(settings)
+            return _drive(app, per_round)
+
+        ratio = side_by_side(lambda: run(on), lambda: run(off), rounds)
+    return [
+        Result(
+            "(i) a request with enforcement on and an empty action store",
+            "the same request with enforcement off",
+            *ratio,
+            target=1.02,
+        )
+    ]
+
+
 def bench_memory() -> list[str]:
     """(e) RAM of queued events (a process of its own: benchmarks/memory.py)."""
     import json
@@ -396,11 +479,15 @@ def bench_memory() -> list[str]:
 def main(argv: list[str]) -> int:
     rounds = int(argv[1]) if len(argv) > 1 else 41
     print(f"sqreen-otel benchmarks, Python {sys.version.split()[0]}, {rounds} alternating rounds each\n")
-    results = bench_track_event(rounds) + bench_requests(rounds)
+    results = bench_track_event(rounds) + bench_requests(rounds) + bench_enforcement(rounds)
     for result in results:
         print(result.line())
     lines = (
-        bench_export(rounds) + bench_whole_process(rounds) + bench_scrub_worst_case(rounds) + bench_memory()
+        bench_export(rounds)
+        + bench_whole_process(rounds)
+        + bench_scrub_worst_case(rounds)
+        + bench_ip_lookup(min(rounds, 11))
+        + bench_memory()
     )
     for line in lines:
         print(line)

@@ -13,9 +13,10 @@ See README.md for set-up and docs/events.md for the event schema.
 """
 
 from sqreen_otel._config import Config, current_config
-from sqreen_otel._recording.api import auth_track, identify, signup_track, track
+from sqreen_otel._recording.api import auth_track, identify, is_blocked, signup_track, track
 from sqreen_otel._recording.builders import RequestRecord, TrackedEvent, UserRecord, from_context
 from sqreen_otel._recording.sampler import SecurityEventSampler
+from sqreen_otel._responses.enforcement import RequestBlocked
 from sqreen_otel._setup import configure, flush, shutdown
 from sqreen_otel._shipping.processor import SqreenSpanProcessor
 from sqreen_otel._shipping.scrubbing_exporter import ScrubbingSpanExporter
@@ -30,6 +31,7 @@ def stats() -> dict[str, int]:
 
 __all__ = [
     "Config",
+    "RequestBlocked",
     "RequestRecord",
     "ScrubbingSpanExporter",
     "SecurityEventSampler",
@@ -43,6 +45,7 @@ __all__ = [
     "flush",
     "from_context",
     "identify",
+    "is_blocked",
     "shutdown",
     "signup_track",
     "stats",

@@ -102,6 +102,17 @@ class Config:
     token: str | None = field(default=None, repr=False)
     app_name: str | None = None
     local_store: str = field(default_factory=default_local_store)
+    responses: bool = True
+    actions_file: str | None = None
+    actions_store: str | None = None  # None: actions.db beside the local store
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    redis_prefix: str = "sqreen-otel:"
+    actions_refresh: float = 1.0
+    ip_passlist: tuple[IPNetwork, ...] = ()
+    path_passlist: tuple[str, ...] = ()
+    block_status: int = 403
+    block_html_file: str | None = None
+    block_json_file: str | None = None
     # Derived, not a setting: SQREEN_USER_ID_HMAC_KEY was set but invalid (fail closed).
     withhold_user_identifiers: bool = False
     # Derived: OTEL_SDK_DISABLED=true, which disables us too (there are no spans to record on).
@@ -311,6 +322,52 @@ def _parse_secret(minimum_bytes: int) -> Callable[[Any], str | None]:
     return parse
 
 
+def _parse_passlist(value: Any) -> tuple[IPNetwork, ...]:
+    return _parse_networks(value) or ()
+
+
+def _parse_path_prefixes(value: Any) -> tuple[str, ...]:
+    """Path prefixes (comma-separated, or a list), each starting with ``/``."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise TypeError(f"expected path prefixes, got {type(value).__name__}")
+    prefixes = []
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"expected a path prefix str, got {type(item).__name__}")
+        prefix = item.strip()
+        if not prefix:
+            continue
+        if not prefix.startswith("/") or any(ord(char) < 0x20 for char in prefix) or len(prefix) > 1024:
+            raise ValueError("path prefixes must start with / (and hold no control characters)")
+        from sqreen_otel._responses.passlists import normalized_path
+
+        prefixes.append(normalized_path(prefix))
+    return tuple(prefixes)
+
+
+def _parse_redis_url(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected a URL, got {type(value).__name__}")
+    if urllib.parse.urlsplit(value.strip()).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")  # never echo it: a password
+    return value.strip()
+
+
+def _parse_optional_path(value: Any) -> str | None:
+    return None if value is None or value == "" else _parse_path(value)
+
+
+def _parse_prefix(value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value.strip()) <= 64 or not value.strip().isprintable():
+        raise ValueError("expected 1 to 64 printable characters")
+    return value.strip()
+
+
 def _parse_url(value: Any) -> str | None:
     if value is None or value == "":
         return None
@@ -421,6 +478,29 @@ _SETTINGS: tuple[_Setting[Any], ...] = (
     _Setting("token", "SQREEN_TOKEN", _parse_secret(1), (str, _NONE)),
     _Setting("app_name", "SQREEN_APP_NAME", _parse_text, (str, _NONE)),
     _Setting("local_store", "SQREEN_LOCAL_STORE", _parse_path, (str, os.PathLike)),
+    _Setting("responses", "SQREEN_RESPONSES", _parse_bool, (bool,)),
+    _Setting("actions_file", "SQREEN_ACTIONS_FILE", _parse_optional_path, (str, os.PathLike, _NONE)),
+    _Setting("actions_store", "SQREEN_ACTIONS_STORE", _parse_optional_path, (str, os.PathLike, _NONE)),
+    _Setting("redis_url", "SQREEN_REDIS_URL", _parse_redis_url, (str, _NONE)),
+    _Setting("redis_prefix", "SQREEN_REDIS_PREFIX", _parse_prefix, (str,)),
+    _Setting("actions_refresh", "SQREEN_ACTIONS_REFRESH", _number_in(float, 0.05, 60.0), (int, float)),
+    _Setting(
+        "ip_passlist",
+        "SQREEN_IP_PASSLIST",
+        _parse_passlist,
+        (str, list, tuple, _NONE),
+        _FailClosed({"ip_passlist": ()}, "no IP is exempt from security actions"),
+    ),
+    _Setting(
+        "path_passlist",
+        "SQREEN_PATH_PASSLIST",
+        _parse_path_prefixes,
+        (str, list, tuple, _NONE),
+        _FailClosed({"path_passlist": ()}, "no path is exempt from security actions"),
+    ),
+    _Setting("block_status", "SQREEN_BLOCK_STATUS", _number_in(int, 400, 599), (int,)),
+    _Setting("block_html_file", "SQREEN_BLOCK_HTML_FILE", _parse_optional_path, (str, os.PathLike, _NONE)),
+    _Setting("block_json_file", "SQREEN_BLOCK_JSON_FILE", _parse_optional_path, (str, os.PathLike, _NONE)),
 )
 
 SETTING_NAMES = tuple(setting.field for setting in _SETTINGS)

@@ -24,6 +24,7 @@ from sqreen_otel import _fork
 from sqreen_otel._config import Config, build_config, current_config, set_current_config
 from sqreen_otel._log import reset_logs, warn_once
 from sqreen_otel._recording.routing import use_provider
+from sqreen_otel._responses.setup import install as install_responses
 from sqreen_otel._scrubbing.scrubber import scrubber_for
 from sqreen_otel._sdk_bridge import install_processor
 from sqreen_otel._shipping.assembly import Shipping, app_logs_pipelines
@@ -73,6 +74,17 @@ def configure(
     token: str | None = _UNSET,
     app_name: str | None = _UNSET,
     local_store: str = _UNSET,
+    responses: bool = _UNSET,
+    actions_file: str | None = _UNSET,
+    actions_store: str | None = _UNSET,
+    redis_url: str | None = _UNSET,
+    redis_prefix: str = _UNSET,
+    actions_refresh: float = _UNSET,
+    ip_passlist: str | list[str] | tuple[str, ...] | None = _UNSET,
+    path_passlist: str | list[str] | tuple[str, ...] | None = _UNSET,
+    block_status: int = _UNSET,
+    block_html_file: str | None = _UNSET,
+    block_json_file: str | None = _UNSET,
     tracer_provider: trace.TracerProvider | None = None,
     logger_provider: LoggerProvider | None = None,
 ) -> Config:
@@ -98,6 +110,7 @@ def configure(
     reset_logs()
     set_current_config(config)
     _warn_about_copies(config)
+    install_responses(config)
     provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     if config.disable:
         return config

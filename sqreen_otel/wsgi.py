@@ -16,16 +16,19 @@ itself or when ``SQREEN_DISABLE`` is set.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
 
 from sqreen_otel._config import current_config
 from sqreen_otel._guard import report_internal_error
-from sqreen_otel._recording.request_state import bind_environ, pending_environ
+from sqreen_otel._recording.request_state import bind_environ, end_current_request, pending_environ
 from sqreen_otel._recording.routing import UNSAMPLED_STATE, end_unsampled_request
+from sqreen_otel._responses import enforcement
+from sqreen_otel._responses.respond import ip_response as _ip_response
 
 if TYPE_CHECKING:
     from contextvars import Token
-    from typing import Any
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -43,13 +46,34 @@ class SqreenMiddleware:
         self.app: WSGIApplication = app.app if isinstance(app, SqreenMiddleware) else app
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        token = self._enter(environ)
-        if token is None:
+        entered = self._enter(environ)
+        if entered is None:
             return self.app(environ, start_response)
+        token, ours = entered
+        tracked: _TrackedStart | None = None
+        outer_context = otel_context.get_current()
         try:
-            return self.app(environ, start_response)
+            if ours:
+                enforcement.serving(environ)
+                blocked = _ip_response(environ)
+                if blocked is not None:
+                    return blocked.respond(environ, start_response)
+                if enforcement.user_actions_active():  # identify() may raise: know if a response began
+                    tracked = _TrackedStart(start_response)
+            return self.app(environ, tracked or start_response)
+        except enforcement.RequestBlocked as blocked:
+            if not ours:
+                raise
+            _end_request_span()
+            if otel_context.get_current() is not outer_context:
+                # An instrumentation inside us attached a context it never detached (the
+                # exception crossed it): restore ours, or this thread's next request inherits it.
+                otel_context.attach(outer_context)
+            started = tracked is not None and tracked.called
+            return blocked.respond(environ, start_response, started=started)
         finally:
-            pending_environ.reset(token)
+            if token is not None:
+                pending_environ.reset(token)
             if UNSAMPLED_STATE in environ:  # the request's events needed a carrier of ours
                 self._exit(environ)
 
@@ -61,7 +85,9 @@ class SqreenMiddleware:
             report_internal_error("SqreenMiddleware", exc)
 
     @staticmethod
-    def _enter(environ: WSGIEnvironment) -> Token[Any] | None:
+    def _enter(environ: WSGIEnvironment) -> tuple[Token[Any] | None, bool] | None:
+        """None when nested in itself or disabled; else (the pending-environ token if the span
+        is not open yet, whether this middleware enforces: the outermost one does)."""
         try:
             if environ.get(_APPLIED):
                 return None
@@ -70,10 +96,33 @@ class SqreenMiddleware:
                 return None
             environ[_APPLIED] = True
             if bind_environ(environ):  # the request span is open (an outer OTel middleware)
-                return None
+                return None, True
             # The span starts inside the app (Flask, Django), or no span records this request
             # (an unsampled trace): the processor, or the request's first event, takes it from here.
-            return pending_environ.set(environ)
+            return pending_environ.set(environ), True
         except Exception as exc:  # noqa: BLE001 - never break the request for our sake
             report_internal_error("SqreenMiddleware", exc)
             return None
+
+
+class _TrackedStart:
+    """``start_response``, remembering whether the app called it (a block answered after it
+    must pass the exception, as WSGI requires)."""
+
+    __slots__ = ("called", "start_response")
+
+    def __init__(self, start_response: StartResponse) -> None:
+        self.start_response = start_response
+        self.called = False
+
+    def __call__(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        self.called = True
+        return self.start_response(status, headers, exc_info)
+
+
+def _end_request_span() -> None:
+    """A ``RequestBlocked`` crossed the app: end its request span if the framework did not."""
+    try:
+        end_current_request(403)
+    except Exception as exc:  # noqa: BLE001
+        report_internal_error("SqreenMiddleware", exc)

@@ -1,7 +1,8 @@
 """The same small app under each supported instrumentation, wrapped the documented way.
 
 Views track a login failure, a custom event with properties, a signup (which identifies),
-and an event on an INTERNAL child span; ``/boom`` tracks then raises.
+and an event on an INTERNAL child span; ``/boom`` tracks then raises; ``/identify?user=U``
+identifies U (a blocked user stops there), then tracks ``after.identify``.
 """
 
 from __future__ import annotations
@@ -35,11 +36,21 @@ def track_request(tracer_provider: TracerProvider) -> None:
         sqreen_otel.track("rendered")
 
 
+def identify_then_track(user: str) -> None:
+    """What ``/identify`` does: a user block raises at identify, so nothing after it runs."""
+    sqreen_otel.identify({"email": user})
+    sqreen_otel.track("after.identify")
+
+
 def plain_wsgi(tracer_provider: TracerProvider, sqreen_outside: bool) -> WSGIApplication:
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ["PATH_INFO"] == "/boom":
             sqreen_otel.track("before.boom")
             raise ValueError("boom")
+        if environ["PATH_INFO"] == "/identify":
+            identify_then_track(environ["QUERY_STRING"].partition("=")[2])
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
         track_request(tracer_provider)
         assert get_current_span().is_recording()
         start_response("200 OK", [("Content-Type", "text/plain")])
@@ -66,6 +77,11 @@ def flask_app(tracer_provider: TracerProvider) -> Any:
         sqreen_otel.track("before.boom")
         raise ValueError("boom")
 
+    @app.route("/identify")
+    def identify() -> str:
+        identify_then_track(flask.request.args.get("user", ""))
+        return "ok"
+
     instrumentor: Any = FlaskInstrumentor()  # untyped upstream
     instrumentor.instrument_app(app, tracer_provider=tracer_provider)
     app.wsgi_app = SqreenMiddleware(app.wsgi_app)  # type: ignore[method-assign]
@@ -83,7 +99,7 @@ def django_app(tracer_provider: TracerProvider) -> WSGIApplication:
         SECRET_KEY="test-only",
         ROOT_URLCONF="framework_apps",
         ALLOWED_HOSTS=["*"],
-        MIDDLEWARE=[],
+        MIDDLEWARE=["sqreen_otel.django.RequestBlockedMiddleware"],  # the documented recipe
         INSTALLED_APPS=[],
         LOGGING_CONFIG=None,
     )
@@ -116,6 +132,13 @@ def _django_login(request: Any) -> Any:
     return HttpResponse("ok")
 
 
+def _django_identify(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    identify_then_track(request.GET.get("user", ""))
+    return HttpResponse("ok")
+
+
 def _django_boom(request: Any) -> Any:
     sqreen_otel.track("before.boom")
     raise ValueError("boom")
@@ -125,5 +148,5 @@ def __getattr__(name: str) -> Any:
     if name == "urlpatterns":  # resolved lazily: importing django.urls needs configured settings
         from django.urls import path
 
-        return [path("login", _django_login), path("boom", _django_boom)]
+        return [path("login", _django_login), path("boom", _django_boom), path("identify", _django_identify)]
     raise AttributeError(name)

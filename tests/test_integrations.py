@@ -175,3 +175,50 @@ def test_never_double_wraps(stack: tuple[Otel, dict[str, WSGIApplication]]) -> N
     span = server_span(otel.app_spans())
     assert dict(span.attributes or {})["client.address"] == CLIENT_IP
     assert len(span.events) == len(EXPECTED_EVENTS)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_blocked_user_is_answered_at_identify_and_the_request_span_ends(
+    stack: tuple[Otel, dict[str, WSGIApplication]],
+    framework: str,
+    tmp_path: Any,
+) -> None:
+    """identify() raises RequestBlocked through each framework: the response is the block page
+    (valid WSGI), nothing after identify runs, and the request span ends and is exported with
+    the identify and enforcement events."""
+    from sqreen_otel._responses.actions import parse_action
+    from sqreen_otel._responses.sources import SqliteActionStore
+
+    otel, apps = stack
+    store = tmp_path / "actions.db"
+    block = {
+        "action_id": "mallory",
+        "action": "block_user",
+        "parameters": {"users": [{"email": "mallory@example.com"}]},
+    }
+    SqliteActionStore(str(store)).put(parse_action(block, 0.0).to_json())
+    sqreen_otel.configure(
+        tracer_provider=otel.provider, exporter=otel.ours, heartbeat_delay=3600, actions_store=str(store)
+    )
+    client = Client(LintMiddleware(apps[framework]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        blocked = client.get(
+            "/identify?user=mallory@example.com",
+            buffered=True,
+            headers={**HEADERS, "Accept": "application/json"},
+            environ_base=PEER,
+        )
+        allowed = client.get(
+            "/identify?user=ann@example.com", headers=HEADERS, environ_base=PEER, buffered=True
+        )
+    assert blocked.status_code == 403 and blocked.json == {
+        "status": 403,
+        "error": "Access denied",
+        "message": "This request was blocked by a security rule.",
+    }
+    assert allowed.status_code == 200
+    spans = [s for s in otel.exported() if s.kind is SpanKind.SERVER]
+    names = [[name for name, _ in events_of(span)] for span in spans]
+    assert ["sq.identify", "sq.action.block_user"] in names  # nothing after identify ran
+    assert ["sq.identify", "after.identify"] in names

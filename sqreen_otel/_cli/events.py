@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
+from sqreen_otel._cli import actions as action_commands
+from sqreen_otel._cli.output import table
 from sqreen_otel._config import current_config
 from sqreen_otel._display import safe_text
 from sqreen_otel._shipping.store import event_columns, open_read_only
@@ -166,24 +168,6 @@ def _json_line(record: dict[str, Any]) -> str:
     return json.dumps(_strict(record), ensure_ascii=True, allow_nan=False, default=str)
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[int], out: TextIO) -> None:
-    sizes = [
-        min(width, max([len(h), *(len(r[i]) for r in rows)]))
-        for i, (h, width) in enumerate(zip(headers, widths, strict=True))
-    ]
-    line = "  ".join(h.ljust(size) for h, size in zip(headers, sizes, strict=True))
-    out.write(line.rstrip() + "\n" + "  ".join("-" * size for size in sizes) + "\n")
-    for row in rows:
-        out.write(
-            "  ".join(_clip(cell, size).ljust(size) for cell, size in zip(row, sizes, strict=True)).rstrip()
-            + "\n"
-        )
-
-
 def _source(db: sqlite3.Connection) -> str:
     """The events to read: a store written before schema 2 has no ``service`` column (read-only,
     it cannot be upgraded here), so it reads as NULL."""
@@ -238,7 +222,7 @@ def _events(db: sqlite3.Connection, arguments: argparse.Namespace, out: TextIO) 
         )
         for r in records
     ]
-    _table(
+    table(
         ("TIME (UTC)", "EVENT", "USER", "CLIENT IP", "REQUEST", "PROPERTIES"),
         rows,
         (19, 28, 32, 39, 40, 60),
@@ -275,7 +259,7 @@ def _groups(db: sqlite3.Connection, arguments: argparse.Namespace, out: TextIO) 
         for g in groups
     ]
     header = safe_text(arguments.group_by.upper())
-    _table((header, "COUNT", "FIRST (UTC)", "LAST (UTC)"), rows, (60, 8, 19, 19), out)
+    table((header, "COUNT", "FIRST (UTC)", "LAST (UTC)"), rows, (60, 8, 19, 19), out)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -311,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         "param.<key> or a property key (properties.<key>)",
     )
     events.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    action_commands.add_parsers(commands, _Parser)
     return parser
 
 
@@ -332,6 +317,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if out is None:
         out = sys.stdout
         _tolerant(out)
+    if arguments.command == "actions":
+        return action_commands.run(arguments, out, _fail)
     store = arguments.store or current_config().local_store
     try:
         mode = os.stat(store).st_mode

@@ -8,7 +8,9 @@ from typing import Any
 from sqreen_otel import _schema
 from sqreen_otel._config import current_config
 from sqreen_otel._guard import guarded
+from sqreen_otel._http.client_ip import resolve_client_ip
 from sqreen_otel._recording.builders import current_target, reserved
+from sqreen_otel._recording.request_state import current_environ, current_state
 from sqreen_otel._recording.validate import (
     MappingLike,
     check_bool,
@@ -18,8 +20,9 @@ from sqreen_otel._recording.validate import (
     normalize_properties,
     timestamp_ns,
 )
+from sqreen_otel._responses.respond import is_blocked as blocked
 
-__all__ = ["auth_track", "identify", "signup_track", "track"]
+__all__ = ["auth_track", "identify", "is_blocked", "signup_track", "track"]
 
 
 @guarded(lambda *_: False)
@@ -77,3 +80,24 @@ def signup_track(**user_identifiers: Any) -> bool:
     ids = normalize_identifiers(user_identifiers, "signup_track")
     target.identify(ids, None, "signup_track()")
     return target.record(_schema.SIGNUP_EVENT, "signup", ids).recorded
+
+
+@guarded(lambda *_: False)
+def is_blocked(user_identifiers: MappingLike | None = None, *, ip: str | None = None) -> bool:
+    """Whether a security action blocks this user or this client IP; by default, the current
+    request's client IP and identified user. Never raises ``RequestBlocked``, records nothing:
+    for code that decides by itself (redirect actions do not count as blocks)."""
+    ids = check_mapping(user_identifiers, "user_identifiers", "is_blocked()")
+    if ip is not None and not isinstance(ip, str):
+        raise TypeError(f"is_blocked(): ip must be a str, got {type(ip).__name__}")
+    config = current_config()
+    if config.disable or not config.responses:
+        return False
+    if ip is None and not ids:
+        environ = current_environ()
+        if environ is not None:
+            ip = resolve_client_ip(environ, config.client_ip_policy).address
+        state = current_state()
+        ids = dict(state.identified) if state is not None and state.identified else {}
+    identifiers = normalize_identifiers(ids, "is_blocked") if ids else None
+    return blocked(identifiers, ip)

@@ -1,7 +1,7 @@
 """The Go-SDK-shaped API: ``from_context(ctx).track_event(name).with_properties(...)``.
 
 ``from_context`` never returns None. Each ``with_*`` call replaces that option's previous
-value, and the result is exactly one event with the final values (see ``live_event.LiveEvent``
+value, and the result is exactly one event with the final values (see ``_events.LiveEvent``
 for how, given that OpenTelemetry freezes event attributes).
 """
 
@@ -33,6 +33,7 @@ from sqreen_otel._recording.validate import (
     normalize_properties,
     timestamp_ns,
 )
+from sqreen_otel._responses.respond import user_response
 from sqreen_otel._scrubbing.scrubber import scrubber_for
 from sqreen_otel._stats import stats
 
@@ -142,6 +143,9 @@ class _Target:
         elif self.current.is_recording():
             self.current.set_attributes(identity_attributes(ids, props, host_view, scrubber))
         self.record(_schema.IDENTIFY_EVENT_NAME, "identify", ids)
+        blocked = user_response(self, ids)
+        if blocked is not None:
+            raise blocked  # a BaseException: the middleware answers with the block or redirect
 
 
 def _track_event(target: _Target | None, name: object, identifiers: dict[str, Scalar]) -> TrackedEvent:

@@ -115,6 +115,24 @@ def bind_environ(environ: Mapping[str, Any]) -> bool:
     return True
 
 
+def current_environ() -> Mapping[str, Any] | None:
+    """The WSGI environ of the request this context serves, if a middleware gave it."""
+    span = _REQUEST.get()
+    entry = _open.get(span.context.span_id) if span is not None else None
+    if entry is not None and entry.environ is not None:
+        return entry.environ
+    return pending_environ.get()
+
+
+def end_current_request(status: int) -> None:
+    """End the current request's span if it is still open (a ``RequestBlocked`` crossed a
+    framework that would have ended it in its response handling), with its response status."""
+    span = _REQUEST.get()
+    if span is not None and span.is_recording() and span.end_time is None:
+        span.set_attribute("http.response.status_code", status)
+        span.end()
+
+
 def _state_of(entry: _Open) -> RequestState:
     state = entry.state
     if state is None:

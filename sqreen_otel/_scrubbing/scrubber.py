@@ -226,6 +226,7 @@ class _Plan(NamedTuple):
 _BOOKKEEPING = frozenset(
     {
         _schema.EVENT_TYPE,
+        _schema.EVENT_ID,  # our random id: never data
         _schema.USER_SOURCE,
         _schema.AUTH_SUCCESS,
         _schema.DROPPED_PROPERTIES,

@@ -76,6 +76,29 @@ class SqreenFlaskInstrumentor(_WsgiEntryInstrumentor):
 
 
 class SqreenDjangoInstrumentor(_WsgiEntryInstrumentor):
-    """``SqreenMiddleware`` around Django's WSGI handler."""
+    """``SqreenMiddleware`` around Django's WSGI handler, and ``RequestBlockedMiddleware`` last
+    in ``settings.MIDDLEWARE`` (a blocked user is answered inside Django)."""
 
     _requirement, _module, _class = "django >= 3.2", "django.core.handlers.wsgi", "WSGIHandler"
+
+    def _instrument(self, **kwargs: Any) -> None:
+        super()._instrument(**kwargs)
+        _add_django_middleware()
+
+
+def _add_django_middleware() -> None:
+    """Append ours to ``settings.MIDDLEWARE`` if settings exist (as OpenTelemetry's does)."""
+    try:
+        from django.conf import settings
+        from django.core.exceptions import ImproperlyConfigured
+    except ImportError:
+        return
+    from sqreen_otel.django import MIDDLEWARE_PATH
+
+    try:
+        middleware = getattr(settings, "MIDDLEWARE", None)
+    except ImproperlyConfigured:
+        return  # no settings yet: the recipe in sqreen_otel.django applies
+    if middleware is None or MIDDLEWARE_PATH in middleware:
+        return
+    settings.MIDDLEWARE = [*middleware, MIDDLEWARE_PATH]

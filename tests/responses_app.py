@@ -1,0 +1,89 @@
+"""A Flask app for the security-response tests, set up the documented way at import (werkzeug
+test client, or gunicorn with several workers). ``SQREEN_*`` settings come from the
+environment. Each view appends what it did to ``$SIDE_EFFECTS`` (one line per effect, with
+the worker's pid), so a test can tell whether a view ran, and in which process.
+
+* ``POST /transfer``: the side effect an IP block must prevent.
+* ``POST /login?user=U``: identifies U, then records ``after-identify U``: a user block must
+  stop the view at identify.
+* ``GET /health``: a health check (passlisted in some tests); ``GET /health/state?ip=I&sleep=S``
+  answers, after S seconds, this worker's pid and whether ``is_blocked(ip=I)`` holds in it
+  (slow concurrent calls reach every worker: a test checks each worker's view of the actions).
+* ``GET /blocked?user=U``: ``is_blocked()`` for the request's IP, or for user U.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from typing import Any
+
+import flask
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+import sqreen_otel
+from sqreen_otel.wsgi import SqreenMiddleware
+
+provider = TracerProvider()
+trace.set_tracer_provider(provider)
+sqreen_otel.configure()
+
+app = flask.Flask("sqreen_responses")
+
+
+def effect(what: str) -> None:
+    with open(os.environ["SIDE_EFFECTS"], "a", encoding="utf-8") as handle:
+        handle.write(f"{what} {os.getpid()}\n")
+
+
+@app.route("/transfer", methods=["POST"])
+def transfer() -> flask.Response:
+    effect("transfer")
+    return flask.Response("done", headers={"X-Worker": str(os.getpid())})
+
+
+@app.route("/login", methods=["POST"])
+def login() -> flask.Response:
+    user = flask.request.args.get("user", "ann")
+    try:
+        sqreen_otel.identify({"email": user})
+    except Exception:  # an app's broad handler: RequestBlocked is not an Exception, it passes
+        effect("swallowed")
+        raise
+    effect(f"after-identify {user}")
+    return flask.Response("welcome", headers={"X-Worker": str(os.getpid())})
+
+
+@app.route("/health")
+def health() -> str:
+    effect("health")
+    return "ok"
+
+
+@app.route("/health/state")
+def state() -> flask.Response:
+    time.sleep(float(flask.request.args.get("sleep", "0")))
+    ip = flask.request.args.get("ip", "")
+    body = json.dumps({"pid": os.getpid(), "blocked": sqreen_otel.is_blocked(ip=ip)})
+    return flask.Response(body, content_type="application/json")
+
+
+@app.route("/blocked")
+def blocked() -> str:
+    user = flask.request.args.get("user")
+    return str(sqreen_otel.is_blocked({"email": user} if user else None))
+
+
+if importlib.util.find_spec("opentelemetry.instrumentation.flask") is not None:
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    instrumentor: Any = FlaskInstrumentor()  # untyped upstream
+    instrumentor.instrument_app(app)
+    app.wsgi_app = SqreenMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+else:  # a release without a Flask instrumentation (0.66b2): the WSGI one, as such apps do
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    app.wsgi_app = SqreenMiddleware(OpenTelemetryMiddleware(app.wsgi_app))  # type: ignore[method-assign]
