@@ -179,9 +179,14 @@ class _Watchdog:
     def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
         self.fired = False
         self._connection = connection
-        self._timer = threading.Timer(seconds, self._fire)
+        self._timer: threading.Timer | None = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
-        self._timer.start()
+        try:
+            self._timer.start()
+        except RuntimeError:
+            # Python 3.12+ starts no thread once atexit runs: the last export at exit is bounded
+            # by the socket timeout per read (and by the shutdown deadline of its caller).
+            self._timer = None
 
     def _fire(self) -> None:
         self.fired = True
@@ -191,7 +196,8 @@ class _Watchdog:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def cancel(self) -> None:
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
 
     def detail(self, error: BaseException) -> str:
         return "request timed out" if self.fired else type(error).__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,6 +20,10 @@ def main(url: str, graceful_timeout: float) -> None:
         heartbeat_delay=3600,
         graceful_timeout=graceful_timeout,
     )
+    if os.environ.get("PROBE_NO_THREADS_AT_EXIT"):  # Python 3.12+'s exit, on any Python
+        import _no_threads_at_exit
+
+        _no_threads_at_exit.install()
     with provider.get_tracer("probe").start_as_current_span("POST /login", kind=SpanKind.SERVER):
         for attempt in range(3):
             sqreen_otel.auth_track(False, username=f"user{attempt}")

@@ -32,6 +32,10 @@ class FileExporter(SpanExporter):
 def main(scenario: str, path: str) -> None:
     provider = TracerProvider()  # registers its own exit hook, as a host app's provider does
     sqreen_otel.configure(tracer_provider=provider, exporter=FileExporter(path), heartbeat_delay=3600)
+    if os.environ.get("PROBE_NO_THREADS_AT_EXIT"):  # Python 3.12+'s exit, on any Python
+        import _no_threads_at_exit
+
+        _no_threads_at_exit.install()
     tracer = provider.get_tracer("probe")
     with tracer.start_as_current_span("GET /", kind=SpanKind.SERVER):
         sqreen_otel.track(f"{scenario}.in.request")

@@ -6,15 +6,18 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from _receivers import Receiver, Reply, running
 from _support import run_python
 
 PROBE = Path(__file__).with_name("exit_probe.py")
 
 
-def test_a_normal_exit_delivers_queued_events(tmp_path: Path) -> None:
+@pytest.mark.parametrize("threads_at_exit", [True, False], ids=["threads", "no-threads-like-py3.12"])
+def test_a_normal_exit_delivers_queued_events(tmp_path: Path, threads_at_exit: bool) -> None:
+    env = {} if threads_at_exit else {"PROBE_NO_THREADS_AT_EXIT": "1"}
     with running(Receiver()) as receiver:
-        completed = run_python([str(PROBE), receiver.url, "5"], tmp_path)
+        completed = run_python([str(PROBE), receiver.url, "5"], tmp_path, env=env)
         assert completed.returncode == 0, completed.stderr
         (request,) = receiver.wait_for(1)
     names = [point["signal_name"] for point in json.loads(request.body)]

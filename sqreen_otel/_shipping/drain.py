@@ -149,21 +149,30 @@ class Drainer:
                     self._cond.wait(max(0.01, min(next_beat, max(self._retry_at, now + 0.5)) - now))
                 stopping, wanted, force = self._stopping, self._wanted, self._force
                 self._force = False
-            result = self._drain(force=force or stopping, deadline=self._deadline if stopping else None)
+            if stopping:
+                self._last_attempt(wanted)
+                return
+            result = self._drain(force=force, deadline=None)
             next_beat = time.monotonic() + self.settings.heartbeat_delay
             if result.busy:  # another process drains: look again later, not in a loop
                 self._retry_at = max(
                     self._retry_at, time.monotonic() + min(1.0, self.settings.heartbeat_delay)
                 )
-            with self._cond:
-                self._last = result
-                self._done = wanted
-                self._cond.notify_all()
-            if stopping:
-                if not result.caught_up:
-                    self._left_in_store(release=True)
-                self._close()
-                return
+            self._settle(result, wanted)
+
+    def _settle(self, result: _Result, wanted: int) -> None:
+        with self._cond:
+            self._last = result
+            self._done = wanted
+            self._cond.notify_all()
+
+    def _last_attempt(self, wanted: int) -> None:
+        """Shutdown: one drain bounded by the deadline, say what stays on disk, close."""
+        result = self._drain(force=True, deadline=self._deadline)
+        self._settle(result, wanted)
+        if not result.caught_up:
+            self._left_in_store(release=True)
+        self._close()
 
     def _full_batch_waiting(self) -> bool:
         """Under the lock, cheap: is a full batch of ours waiting after the cursor?"""
@@ -404,6 +413,13 @@ class Drainer:
             self.start(for_shutdown=True)  # no thread yet: start one to make the last attempt
             with self._cond:
                 thread = self._thread
+            if thread is None:
+                # No thread can start (Python 3.12+ refuses new threads once atexit runs): the
+                # last attempt happens here, bounded by the deadline like the thread's would be.
+                with self._cond:
+                    wanted = self._wanted
+                self._last_attempt(wanted)
+                return
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():  # stuck on the destination: its events stay on disk

@@ -365,6 +365,10 @@ class ExportPipeline:
                 self._stopping = True
                 self._cond.notify_all()
                 thread = self._thread
+            if thread is None:
+                # No thread can start (Python 3.12+ refuses new threads once atexit runs): the
+                # last attempt happens here, bounded by the deadline and the exporter's timeouts.
+                self._drain(force=True, deadline=deadline)
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
         finished = thread is None or not thread.is_alive()
