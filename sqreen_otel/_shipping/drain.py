@@ -54,6 +54,14 @@ class DrainSettings:
     heartbeat_delay: float
     batch_size: int
     graceful_timeout: float
+    #: Keep the lease between drains (renewed at each heartbeat) rather than release it: a
+    #: consumer with state (the playbooks' counts) stays in one process while that one lives.
+    keep_lease: bool = False
+
+    @property
+    def kept_lease_s(self) -> float:
+        """How long a kept lease outlives its last renewal (a holder stopped but not dead)."""
+        return max(5.0, 5 * self.heartbeat_delay)
 
 
 @dataclass
@@ -211,7 +219,9 @@ class Drainer:
             except _LeaseLost:
                 return result  # not ours any more: nothing to release
             self._count_store_drops(db, result)
-            if hold_until is None:
+            if hold_until is None and self.settings.keep_lease and deadline is None:
+                _store.hold_lease(db, self.route, self._owner, time.time() + self.settings.kept_lease_s)
+            elif hold_until is None:
                 _store.release_lease(db, self.route, self._owner)
             else:  # keep the lease through the retry delay: it binds every process
                 _store.hold_lease(db, self.route, self._owner, hold_until)
