@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import io
+import itertools
 import statistics
 import sys
 import time
@@ -449,6 +450,148 @@ def bench_enforcement(rounds: int, per_round: int = 400) -> list[Result]:
     ]
 
 
+TEN_PLAYBOOKS = "".join(
+    f"""
+[[playbooks]]
+name = "bench-{n}"
+events = ["users.login.failure", "users.signup"]
+group_by = "{group}"
+{distinct}threshold = "{1000 + n} in 10m"
+  [[playbooks.where]]
+  field = "path"
+  regex = "^/log"
+  [[playbooks.actions]]
+  type = "block_ip"
+  duration = "1h"
+"""
+    for n, group, distinct in [
+        (n, "client_ip" if n % 2 else "user", 'distinct = "user"\n' if n % 3 == 0 else "") for n in range(10)
+    ]
+)
+
+
+def _login(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """One failed login per request, a new user each time (the case users have)."""
+    sqreen_otel.auth_track(False, username=f"user{next(_users)}@example.com")
+    start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+    return [b"denied"]
+
+
+_users = itertools.count()
+
+
+def bench_playbooks_request(rounds: int, per_round: int = 400) -> list[Result]:
+    """(j) a request tracking one login failure, with 10 playbooks active vs none: both write
+    the event to the store; with playbooks, the evaluator also runs in a thread of this process
+    (it competes for the GIL: the cost an app sees on its request path)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        playbooks = Path(folder) / "playbooks.toml"
+        playbooks.write_text(TEN_PLAYBOOKS)
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(BatchSpanProcessor(NullExporter(), schedule_delay_millis=60_000))
+        app = OpenTelemetryMiddleware(SqreenMiddleware(_login), tracer_provider=provider)
+        common = {"tracer_provider": provider, "exporter": "local", "local_store": f"{folder}/events.db"}
+
+        def run(playbooks_file: str | None) -> float:
+            sqreen_otel.configure(**common, playbooks_file=playbooks_file)  # type: ignore[arg-type]
+            took = _drive(app, per_round)
+            sqreen_otel.flush(30)  # each variant's writing (and evaluating) inside its own round
+            return took
+
+        ratio = side_by_side(lambda: run(str(playbooks)), lambda: run(None), rounds)
+        sqreen_otel.configure(exporter="none", tracer_provider=provider)
+    return [
+        Result(
+            "(j) a request tracking one login failure, 10 playbooks active (evaluator in-process)",
+            "the same request, no playbook",
+            *ratio,
+            target=1.2,
+        )
+    ]
+
+
+def bench_evaluator(events: int = 200_000) -> list[str]:
+    """(k) evaluator throughput on one core: 10 playbooks over varied login failures (10,000
+    IPs, 50,000 users), counts in memory; and through a real Redis when redis-server is here."""
+    import random
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    from sqreen_otel._playbooks.engine import Engine
+    from sqreen_otel._playbooks.fields import Observed, user_text
+    from sqreen_otel._playbooks.schema import parse_text
+    from sqreen_otel._playbooks.windows import MemoryWindows, RedisWindows
+
+    rng = random.Random(7)
+    start = time.time()
+    users = [{"username": f"user{rng.randrange(50_000)}@example.com"} for _ in range(events)]
+    stream = [  # as the evaluator builds them from the store's rows (Observed.from_event)
+        Observed(
+            "users.login.failure",
+            start + n * 0.001,
+            f"event-{n}",
+            user,
+            {},
+            {
+                "client_ip": f"10.{rng.randrange(40)}.{rng.randrange(250)}.1",
+                "path": "/login",
+                "method": "POST",
+            },
+            user_text(user),
+        )
+        for n, user in enumerate(users)
+    ]
+    playbooks = parse_text(TEN_PLAYBOOKS)
+
+    def rate(engine: Engine, sample: list[Observed]) -> float:
+        began = time.process_time()
+        engine.observe_all(sample)
+        return len(sample) / (time.process_time() - began)
+
+    lines = [
+        "(k) evaluator throughput, 10 playbooks, counts in memory:"
+        f" {rate(Engine(playbooks, MemoryWindows()), stream):,.0f} events/s (CPU time of one core)"
+    ]
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return [*lines, "    counts in Redis: skipped (no redis-server on this machine)"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as folder:
+        server = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", folder],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            import redis
+
+            client = redis.Redis(port=port)
+            for _ in range(100):
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+            sample = stream[:20_000]
+            engine = Engine(playbooks, RedisWindows(client, "bench:"))
+            began = time.perf_counter()
+            for first in range(0, len(sample), 512):  # the evaluator's batches
+                engine.observe_all(sample[first : first + 512])
+            wall = len(sample) / (time.perf_counter() - began)
+        finally:
+            server.terminate()
+            server.wait(10)
+    return [
+        *lines,
+        f"    counts in a local Redis: {wall:,.0f} events/s (wall clock, batches of 512)",
+    ]
+
+
 def bench_memory() -> list[str]:
     """(e) RAM of queued events (a process of its own: benchmarks/memory.py)."""
     import json
@@ -479,7 +622,12 @@ def bench_memory() -> list[str]:
 def main(argv: list[str]) -> int:
     rounds = int(argv[1]) if len(argv) > 1 else 41
     print(f"sqreen-otel benchmarks, Python {sys.version.split()[0]}, {rounds} alternating rounds each\n")
-    results = bench_track_event(rounds) + bench_requests(rounds) + bench_enforcement(rounds)
+    results = (
+        bench_track_event(rounds)
+        + bench_requests(rounds)
+        + bench_enforcement(rounds)
+        + bench_playbooks_request(min(rounds, 21))
+    )
     for result in results:
         print(result.line())
     lines = (
@@ -487,6 +635,7 @@ def main(argv: list[str]) -> int:
         + bench_whole_process(rounds)
         + bench_scrub_worst_case(rounds)
         + bench_ip_lookup(min(rounds, 11))
+        + bench_evaluator()
         + bench_memory()
     )
     for line in lines:

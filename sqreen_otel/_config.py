@@ -113,6 +113,8 @@ class Config:
     block_status: int = 403
     block_html_file: str | None = None
     block_json_file: str | None = None
+    playbooks_file: str | None = None
+    playbooks_interval: float = 0.5
     # Derived, not a setting: SQREEN_USER_ID_HMAC_KEY was set but invalid (fail closed).
     withhold_user_identifiers: bool = False
     # Derived: OTEL_SDK_DISABLED=true, which disables us too (there are no spans to record on).
@@ -484,6 +486,8 @@ _SETTINGS: tuple[_Setting[Any], ...] = (
     _Setting("redis_url", "SQREEN_REDIS_URL", _parse_redis_url, (str, _NONE)),
     _Setting("redis_prefix", "SQREEN_REDIS_PREFIX", _parse_prefix, (str,)),
     _Setting("actions_refresh", "SQREEN_ACTIONS_REFRESH", _number_in(float, 0.05, 60.0), (int, float)),
+    _Setting("playbooks_file", "SQREEN_PLAYBOOKS_FILE", _parse_optional_path, (str, os.PathLike, _NONE)),
+    _Setting("playbooks_interval", "SQREEN_PLAYBOOKS_INTERVAL", _number_in(float, 0.05, 60.0), (int, float)),
     _Setting(
         "ip_passlist",
         "SQREEN_IP_PASSLIST",

@@ -85,6 +85,8 @@ def configure(
     block_status: int = _UNSET,
     block_html_file: str | None = _UNSET,
     block_json_file: str | None = _UNSET,
+    playbooks_file: str | None = _UNSET,
+    playbooks_interval: float = _UNSET,
     tracer_provider: trace.TracerProvider | None = None,
     logger_provider: LoggerProvider | None = None,
 ) -> Config:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from _servers import free_port
 from _support import Otel, make_otel
 from opentelemetry import context as otel_context
 
@@ -48,3 +53,44 @@ def otel() -> Iterator[Otel]:
 def sqreen_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="sqreen_otel")
     return caplog
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real Redis server (Debian's redis-server, installed by `make test`) on a free port."""
+    binary = shutil.which("redis-server")
+    assert binary is not None, "redis-server is installed by `make test` (Debian's redis-server)"
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while not _pings(client):
+        assert time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0", server
+    server.terminate()
+    server.wait(10)
+
+
+def _pings(client: object) -> bool:
+    try:
+        return bool(client.ping())  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - not up yet
+        return False

@@ -6,8 +6,10 @@ the worker's pid), so a test can tell whether a view ran, and in which process.
 * ``POST /transfer``: the side effect an IP block must prevent.
 * ``POST /login?user=U``: identifies U, then records ``after-identify U``: a user block must
   stop the view at identify.
+* ``POST /signin?user=U&ok=1&sleep=S``: a login (``auth_track``), failed unless ``ok=1``.
 * ``GET /health``: a health check (passlisted in some tests); ``GET /health/state?ip=I&sleep=S``
-  answers, after S seconds, this worker's pid and whether ``is_blocked(ip=I)`` holds in it
+  answers, after S seconds, this worker's pid and whether ``is_blocked(ip=I)`` (or, with
+  ``username=U`` instead of ``ip``, ``is_blocked({"username": U})``) holds in it
   (slow concurrent calls reach every worker: a test checks each worker's view of the actions).
 * ``GET /blocked?user=U``: ``is_blocked()`` for the request's IP, or for user U.
 """
@@ -57,6 +59,17 @@ def login() -> flask.Response:
     return flask.Response("welcome", headers={"X-Worker": str(os.getpid())})
 
 
+@app.route("/signin", methods=["POST"])
+def signin() -> flask.Response:
+    """A login form: ``?user=U&ok=1`` succeeds, anything else fails (``auth_track``)."""
+    time.sleep(float(flask.request.args.get("sleep", "0")))  # slow calls spread over the workers
+    user = flask.request.args.get("user", "ann")
+    success = flask.request.args.get("ok") == "1"
+    sqreen_otel.auth_track(success, username=user)
+    effect(f"signin {user} {'ok' if success else 'failed'}")
+    return flask.Response("welcome" if success else "denied", status=200 if success else 401)
+
+
 @app.route("/health")
 def health() -> str:
     effect("health")
@@ -66,8 +79,11 @@ def health() -> str:
 @app.route("/health/state")
 def state() -> flask.Response:
     time.sleep(float(flask.request.args.get("sleep", "0")))
-    ip = flask.request.args.get("ip", "")
-    body = json.dumps({"pid": os.getpid(), "blocked": sqreen_otel.is_blocked(ip=ip)})
+    ip, username = flask.request.args.get("ip"), flask.request.args.get("username")
+    blocked = (
+        sqreen_otel.is_blocked({"username": username}) if username else sqreen_otel.is_blocked(ip=ip or "")
+    )
+    body = json.dumps({"pid": os.getpid(), "blocked": blocked})
     return flask.Response(body, content_type="application/json")
 
 

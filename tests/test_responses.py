@@ -5,92 +5,23 @@ side effects tell whether it ran."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import sqlite3
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-import pytest
-from _servers import Gunicorn, free_port, request
-
-APP = "responses_app:app"
-BLOCKED_IP = "198.51.100.7"
-
-
-def effects(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def settings(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        "SIDE_EFFECTS": str(tmp_path / "effects.txt"),
-        "SQREEN_LOCAL_STORE": str(tmp_path / "events.db"),
-        "SQREEN_ACTIONS_STORE": str(tmp_path / "actions.db"),
-        "SQREEN_TRUSTED_PROXIES": "127.0.0.1/32",
-        "SQREEN_SPOOL_INTERVAL": "0.1",
-        **extra,
-    }
-
-
-def sqreen_cli(env: dict[str, str], *argv: str) -> str:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SQREEN_"))}
-    completed = subprocess.run(
-        [sys.executable, "-m", "sqreen_otel", *argv],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        cwd=env["SIDE_EFFECTS"].rsplit("/", 1)[0],
-    )
-    assert completed.returncode == 0, completed.stderr
-    return completed.stdout
-
-
-def from_ip(ip: str, **headers: str) -> dict[str, str]:
-    return {"X-Forwarded-For": ip, **headers}
-
-
-def until(check: Callable[[], bool], timeout: float) -> float:
-    """Seconds until ``check()`` held (fails after ``timeout``)."""
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout, "not within the deadline"
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
-def all_refused(server: Gunicorn, path: str, ip: str, status: int = 403, tries: int = 12) -> bool:
-    return all(request(server.port, path, from_ip(ip), method="POST")[0] == status for _ in range(tries))
-
-
-def workers_blocking(server: Gunicorn, ip: str, workers: int = 3) -> set[bool]:
-    """Each worker's ``is_blocked(ip)``: slow concurrent calls, until every worker answered."""
-    answers: dict[int, bool] = {}
-    with ThreadPoolExecutor(max_workers=3 * workers) as pool:
-        for _ in range(5):
-            calls = [
-                pool.submit(request, server.port, f"/health/state?ip={ip}&sleep=0.15")
-                for _ in range(3 * workers)
-            ]
-            for call in calls:
-                state = json.loads(call.result()[2])
-                answers[state["pid"]] = state["blocked"]
-            if len(answers) == workers:
-                return set(answers.values())
-    raise AssertionError(f"only {len(answers)} of {workers} workers answered")
-
-
-def stored(store: Path, name: str) -> list[dict[str, Any]]:
-    with sqlite3.connect(store) as db:
-        rows = db.execute("SELECT properties, client_ip, user FROM events WHERE name = ?", (name,)).fetchall()
-    return [{"properties": json.loads(p), "client_ip": ip, "user": json.loads(u)} for p, ip, u in rows]
+from _responses_support import (
+    APP,
+    BLOCKED_IP,
+    all_refused,
+    effects,
+    from_ip,
+    settings,
+    sqreen_cli,
+    stored,
+    until,
+    workers_blocking,
+)
+from _servers import Gunicorn, request
 
 
 def test_a_cli_block_reaches_every_worker_within_two_seconds_and_answers_before_the_view(
@@ -200,43 +131,6 @@ def test_an_actions_file_is_reloaded_and_a_malformed_one_keeps_the_last_good_set
         until(lambda: workers_blocking(server, BLOCKED_IP, 2) == {False}, timeout=8)
         assert request(server.port, "/transfer", from_ip(BLOCKED_IP), "POST")[0] == 200
     assert "SQREEN_ACTIONS_FILE" in server.output and "is not valid JSON" in server.output
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    binary = shutil.which("redis-server")
-    assert binary is not None, "redis-server is installed by `make test` (Debian's redis-server)"
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    import redis
-
-    client = redis.Redis(port=port)
-    until(lambda: _pings(client), timeout=10)
-    yield f"redis://127.0.0.1:{port}/0", server
-    server.terminate()
-    server.wait(10)
-
-
-def _pings(client: object) -> bool:
-    try:
-        return bool(client.ping())  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - not up yet
-        return False
 
 
 def test_two_app_instances_sharing_redis_enforce_the_same_block_and_survive_redis_stopping(

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
 from sqreen_otel._cli import actions as action_commands
+from sqreen_otel._cli import playbooks as playbook_commands
 from sqreen_otel._cli.output import table
 from sqreen_otel._config import current_config
 from sqreen_otel._display import safe_text
@@ -296,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     events.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     action_commands.add_parsers(commands, _Parser)
+    playbook_commands.add_parsers(commands, _Parser)
     return parser
 
 
@@ -319,6 +321,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         _tolerant(out)
     if arguments.command == "actions":
         return action_commands.run(arguments, out, _fail)
+    if arguments.command == "playbooks":
+        return playbook_commands.run(arguments, out, _fail)
     store = arguments.store or current_config().local_store
     try:
         mode = os.stat(store).st_mode

@@ -49,10 +49,11 @@ class Shipping:
         """The built-in exporters named by ``config.exporter`` (``none``: nothing at all), and
         the app's ``LoggerProvider`` if the events are log records (``SQREEN_EVENT_SIGNAL``)."""
         names = config.exporter
-        if not names:
+        if not names and config.playbooks_file is None:
             return cls(pipelines=app_logs_pipelines(config))
         remote = [name for name in names if name in REMOTE]
-        path = config.local_store if ("local" in names or remote) else None
+        playbooks = config.playbooks_file is not None
+        path = config.local_store if ("local" in names or remote or playbooks) else None
         factories = []
         destinations: dict[str, str] = {}
         for name, factory in remote_exporter_factories(config, service) if path is not None else []:
@@ -62,6 +63,11 @@ class Shipping:
                 logger.error("sqreen_otel %s exporter is off: %s.", name, error)
                 continue
             factories.append((name, factory))
+        if playbooks and path is not None:  # the evaluator: one more consumer of the store
+            from sqreen_otel._playbooks.evaluator import DESTINATION, evaluator_factory
+
+            destinations["playbooks"] = DESTINATION
+            factories.append(("playbooks", evaluator_factory(config)))
         # This app's routes: its service and each destination (a queue shared only with alike apps).
         origin = _store.origin_for(service, destinations)
         spool = Spool(
@@ -79,9 +85,19 @@ class Shipping:
         )
         drainers = []
         settings = DrainSettings(config.heartbeat_delay, config.batch_size, config.graceful_timeout)
+        # The playbooks' evaluator keeps its counts in memory: it keeps the lease (one per host).
+        evaluator = DrainSettings(
+            config.playbooks_interval, config.batch_size, config.graceful_timeout, keep_lease=True
+        )
         for name, factory in factories:
             assert path is not None
-            drainer = Drainer(name, factory, path, route=origin.routes[name], settings=settings)
+            drainer = Drainer(
+                name,
+                factory,
+                path,
+                route=origin.routes[name],
+                settings=evaluator if name == "playbooks" else settings,
+            )
             spool.on_written.append(drainer.poke)
             drainers.append(drainer)
         return cls(spool, drainers, app_logs_pipelines(config))
