@@ -101,6 +101,15 @@ def _action_id(raw: Mapping[str, Any]) -> str:
     return value
 
 
+def _seconds(value: float) -> float:
+    """``value`` as a float; an integer too large for one (valid JSON: ``1`` and 400 zeros) is
+    infinite, so the range checks reject it."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def _created_at(value: object, first_seen: float) -> float:
     if value is None:
         return first_seen
@@ -114,7 +123,7 @@ def _created_at(value: object, first_seen: float) -> float:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.timezone.utc)
         value = moment.timestamp()
-    seconds = float(value)
+    seconds = _seconds(value)
     if not math.isfinite(seconds) or not 0 <= seconds < 1e11:
         raise ActionError("created_at is out of range")
     return seconds
@@ -125,7 +134,7 @@ def _expires_at(value: object, created_at: float) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ActionError("duration must be a number of seconds (or absent: permanent)")
-    seconds = float(value)
+    seconds = _seconds(value)
     if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_DURATION_S:
         raise ActionError("duration must be between 0 and 100 years (absent: permanent)")
     return created_at + seconds
@@ -178,8 +187,12 @@ def safe_redirect_url(value: object) -> str:
         raise ActionError(f"a redirect needs parameters.url, at most {MAX_URL_LENGTH} characters")
     if any(ord(char) < 0x21 or ord(char) == 0x7F or not char.isascii() for char in value):
         raise ActionError("parameters.url must be ASCII without spaces or control characters")
-    parts = urllib.parse.urlsplit(value)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(value)
+        hostname, _ = parts.hostname, parts.port  # both validate (brackets, port range)
+    except ValueError:
+        raise ActionError("parameters.url is not a valid URL (host or port)") from None
+    if parts.scheme.lower() not in ("http", "https") or not hostname:
         raise ActionError("parameters.url must be an absolute http:// or https:// URL")
     if parts.username is not None or parts.password is not None:
         raise ActionError("parameters.url must not hold credentials")
@@ -188,7 +201,17 @@ def safe_redirect_url(value: object) -> str:
 
 def parse_action(raw: object, first_seen: float) -> Action:
     """One action from its JSON form; ``first_seen``: when its duration runs from if it has no
-    ``created_at``. Raises ``ActionError`` with a reason safe to log."""
+    ``created_at``. Raises ``ActionError`` with a reason safe to log, and only that: whatever
+    else hostile input might make the validation raise rejects this action alone."""
+    try:
+        return _parse_action(raw, first_seen)
+    except ActionError:
+        raise
+    except Exception as error:  # noqa: BLE001 - one action's problem, never every action's
+        raise ActionError(f"the action cannot be validated ({type(error).__name__})") from None
+
+
+def _parse_action(raw: object, first_seen: float) -> Action:
     if not isinstance(raw, Mapping):
         raise ActionError("an action must be a JSON object")
     action_id = _action_id(raw)

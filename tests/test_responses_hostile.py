@@ -1,0 +1,128 @@
+"""Security responses against hostile input (an adversarial review): hostile actions, a
+corrupted or locked store, passlist bypasses, matching corner cases. Real gunicorn on
+127.0.0.1, real SQLite files, a real redis-server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sqreen_otel._responses.actions import parse_actions
+
+NOW = 1_800_000_000.0
+BLOCKED_IP = "198.51.100.7"
+APP = "hostile_responses_app:app"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SQREEN_"))}
+    env.update(extra)
+    return env
+
+
+def cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "sqreen_otel", *argv],
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def run_script(code: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter (configure() is process-global)."""
+    return subprocess.run(
+        [sys.executable, "-P", "-c", textwrap.dedent(code)],
+        env=clean_env(SQREEN_EXPORTER="none", **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def block_ip(action_id: str, ip: str, **extra: Any) -> dict[str, Any]:
+    return {"action_id": action_id, "action": "block_ip", "parameters": {"ip_cidr": [ip]}, **extra}
+
+
+# -- a hostile action is rejected alone ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(block_ip("big-duration", "203.0.113.9", duration=10**400), id="duration-400-digit-int"),
+        pytest.param(
+            block_ip("big-created", "203.0.113.9", created_at=10**400), id="created_at-400-digit-int"
+        ),
+        pytest.param(
+            {
+                "action_id": "bad-url",
+                "action": "redirect_ip",
+                "parameters": {"ip_cidr": ["203.0.113.9"], "url": "http://[::1"},
+            },
+            id="redirect-url-invalid-ipv6",
+        ),
+        pytest.param(
+            {
+                "action_id": "bad-url2",
+                "action": "redirect_ip",
+                "parameters": {"ip_cidr": ["203.0.113.9"], "url": "http://[evil]/"},
+            },
+            id="redirect-url-bracketed-name",
+        ),
+        pytest.param(
+            {
+                "action_id": "bad-port",
+                "action": "redirect_ip",
+                "parameters": {"ip_cidr": ["203.0.113.9"], "url": "https://example.com:99999/"},
+            },
+            id="redirect-url-port-out-of-range",
+        ),
+    ],
+)
+def test_a_hostile_action_is_rejected_alone(raw: dict[str, Any]) -> None:
+    """docs/responses.md: 'Each action is validated alone: a bad one is rejected ... the others
+    apply'. float(10**400) raises OverflowError and urlsplit a ValueError: neither may escape."""
+    good = block_ip("good", BLOCKED_IP)
+    actions, rejected = parse_actions([good, raw], {}, NOW)
+    assert [a.action_id for a in actions] == ["good"]
+    assert [r[0] for r in rejected] == [raw["action_id"]]
+
+
+def test_configure_survives_a_hostile_actions_file_and_enforces_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "actions.json"
+    # a 400-digit integer is valid JSON; json.loads gives an int that float() cannot convert
+    good = json.dumps(block_ip("good", BLOCKED_IP))
+    bad = json.dumps(block_ip("bad", "203.0.113.9", duration=123)).replace("123", "1" + "0" * 400)
+    path.write_text(f'{{"actions": [{good}, {bad}]}}')
+    done = run_script(
+        f"""
+        import sqreen_otel
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        trace.set_tracer_provider(TracerProvider())
+        sqreen_otel.configure()
+        print("blocked", sqreen_otel.is_blocked(ip="{BLOCKED_IP}"))
+        """,
+        {"SQREEN_ACTIONS_FILE": str(path), "SQREEN_LOCAL_STORE": str(tmp_path / "events.db")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]  # not an OverflowError out of configure()
+    assert "blocked True" in done.stdout
+
+
+def test_the_cli_refuses_an_invalid_redirect_url_without_a_traceback(tmp_path: Path) -> None:
+    env = {"SQREEN_LOCAL_STORE": str(tmp_path / "events.db")}
+    added = cli(env, "actions", "redirect-ip", "192.0.2.1", "--url", "http://[::1")
+    assert added.returncode == 1
+    assert "Traceback" not in added.stderr, added.stderr[-1500:]
+    assert "invalid action: parameters.url" in added.stderr
