@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sqreen_otel._responses.actions import parse_actions
+from sqreen_otel._responses.registry import ActionRegistry
+from sqreen_otel._responses.sources import SqliteActionStore
+from sqreen_otel._stats import stats
 
 NOW = 1_800_000_000.0
 BLOCKED_IP = "198.51.100.7"
@@ -126,3 +132,74 @@ def test_the_cli_refuses_an_invalid_redirect_url_without_a_traceback(tmp_path: P
     assert added.returncode == 1
     assert "Traceback" not in added.stderr, added.stderr[-1500:]
     assert "invalid action: parameters.url" in added.stderr
+
+
+# -- a corrupted store never kills the refresher ----------------------------------------------------
+
+
+def _refresher_alive() -> bool:
+    return any(t.name == "sqreen_otel.actions" and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("corruption", ["meta-row-deleted", "deeply-nested-body"])
+def test_a_corrupted_sqlite_store_never_kills_the_refresher(tmp_path: Path, corruption: str) -> None:
+    """store.version() did ``fetchone()[0]`` (TypeError when the meta row is gone) and
+    list_actions ``json.loads`` (RecursionError on deep JSON): neither was StoreUnavailable nor
+    ValueError, so ``refresh()`` raised, and the refresher thread died for good."""
+    path = str(tmp_path / "actions.db")
+    store = SqliteActionStore(path)
+    store.put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
+    registry = ActionRegistry(None, store, refresh_s=0.05)
+    registry.load_now()
+    assert registry.current().match_ip(BLOCKED_IP, time.time()) is not None
+    db = sqlite3.connect(path, isolation_level=None)
+    if corruption == "meta-row-deleted":
+        db.execute("DELETE FROM meta")
+    else:
+        body = '{"action_id":"deep","x":' + "[" * 100_000 + "]" * 100_000 + "}"
+        db.execute("INSERT INTO actions VALUES ('deep', ?, NULL)", (body,))
+        db.execute("UPDATE meta SET value = value + 1")
+    try:
+        registry.refresh()  # must not raise: the last known set stays in force
+        assert registry.current().match_ip(BLOCKED_IP, time.time()) is not None
+        time.sleep(0.2)
+        assert _refresher_alive()
+        if corruption == "deeply-nested-body":
+            return
+        # a write restores the version row, and the next refresh sees the store's actions again
+        SqliteActionStore(path).put(block_ip("later", "203.0.113.9", created_at=time.time(), duration=None))
+        registry.refresh()
+        assert registry.current().match_ip("203.0.113.9", time.time()) is not None
+        assert registry.current().match_ip(BLOCKED_IP, time.time()) is not None
+    finally:
+        registry.stop()
+
+
+class _FailingFile:
+    """A source whose every check raises (what no source should do): the refresher outlives it."""
+
+    path = "failing"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def changed(self) -> bool:
+        self.calls += 1
+        raise RuntimeError("boom")
+
+
+@pytest.mark.internal_errors_expected
+def test_the_refresher_and_configure_survive_any_exception_in_a_refresh() -> None:
+    source = _FailingFile()
+    registry = ActionRegistry(source, None, refresh_s=0.05)  # type: ignore[arg-type]
+    registry.load_now()  # configure()'s first load: must not raise
+    try:
+        registry.current()  # starts the refresher
+        deadline = time.monotonic() + 5
+        while source.calls < 5:
+            assert time.monotonic() < deadline, "the refresher stopped refreshing"
+            time.sleep(0.02)
+        assert _refresher_alive()
+    finally:
+        registry.stop()
+    assert stats.snapshot().get("internal_errors", 0) >= 5  # counted (and logged, rate-limited)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqreen_otel import _fork
+from sqreen_otel._guard import report_internal_error
 from sqreen_otel._log import log_every
 from sqreen_otel._responses.actions import Action, parse_actions
 from sqreen_otel._responses.index import EMPTY, ActionIndex
@@ -106,7 +107,15 @@ class ActionRegistry:
             self._wake.clear()
             if self._stopped:
                 return
+            self._refresh_guarded("actions refresh")
+
+    def _refresh_guarded(self, where: str) -> None:
+        """``refresh()``, whatever it raises: the refresher thread must outlive any failure (a
+        dead one would freeze the set in force for good), and configure() never raises for it."""
+        try:
             self.refresh()
+        except Exception as error:  # noqa: BLE001 - counted and logged; the last set stays in force
+            report_internal_error(where, error)
 
     def refresh(self) -> bool:
         """Re-read what changed and rebuild the index if needed; True if it was rebuilt."""
@@ -145,7 +154,8 @@ class ActionRegistry:
             if version == self._store.version and self._store.version is not None:
                 return False
             raw = tuple(self.store.list_actions())
-        except (StoreUnavailable, ValueError) as error:
+        except Exception as error:  # noqa: BLE001 - a corrupted store is a store that cannot be read
+            self._store.version = None  # re-read it all next time: a repaired store may reuse a version
             stats.add("action_store_unavailable")
             log_every(
                 ("action_store", self.store.description),
@@ -181,8 +191,8 @@ class ActionRegistry:
         self._index = ActionIndex(actions, now)
 
     def load_now(self) -> None:
-        """A synchronous first load (at configure, before the app serves)."""
-        self.refresh()
+        """A synchronous first load (at configure, before the app serves); never raises."""
+        self._refresh_guarded("actions load")
 
     def stop(self) -> None:
         self._stopped = True

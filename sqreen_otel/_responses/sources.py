@@ -160,7 +160,10 @@ class SqliteActionStore:
             raise StoreUnavailable(type(error).__name__) from None
 
     def version(self) -> object:
-        return self._run(lambda db: db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()[0])
+        row = self._run(lambda db: db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone())
+        if row is None:  # deleted by hand: the next write restores it
+            raise StoreUnavailable("the version row is missing")
+        return row[0]
 
     def list_actions(self) -> list[Mapping[str, Any]]:
         rows = self._run(lambda db: db.execute("SELECT body FROM actions ORDER BY rowid").fetchall())
@@ -176,6 +179,7 @@ class SqliteActionStore:
                 db.execute(
                     "DELETE FROM actions WHERE expires_at IS NOT NULL AND expires_at <= ?", (time.time(),)
                 )
+                db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('version', 0)")
                 db.execute("UPDATE meta SET value = value + 1 WHERE name = 'version'")
                 db.execute("COMMIT")
             except BaseException:
