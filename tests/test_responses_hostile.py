@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _servers import free_port
 
 from sqreen_otel._responses.actions import parse_actions
 from sqreen_otel._responses.registry import ActionRegistry
-from sqreen_otel._responses.sources import SqliteActionStore
+from sqreen_otel._responses.sources import RedisActionStore, SqliteActionStore
 from sqreen_otel._stats import stats
 
 NOW = 1_800_000_000.0
@@ -164,9 +168,7 @@ def test_a_corrupted_sqlite_store_never_kills_the_refresher(tmp_path: Path, corr
         assert registry.current().match_ip(BLOCKED_IP, time.time()) is not None
         time.sleep(0.2)
         assert _refresher_alive()
-        if corruption == "deeply-nested-body":
-            return
-        # a write restores the version row, and the next refresh sees the store's actions again
+        # the store keeps working: a write (restoring the version row) reaches the next refresh
         SqliteActionStore(path).put(block_ip("later", "203.0.113.9", created_at=time.time(), duration=None))
         registry.refresh()
         assert registry.current().match_ip("203.0.113.9", time.time()) is not None
@@ -203,3 +205,90 @@ def test_the_refresher_and_configure_survive_any_exception_in_a_refresh() -> Non
     finally:
         registry.stop()
     assert stats.snapshot().get("internal_errors", 0) >= 5  # counted (and logged, rate-limited)
+
+
+def test_one_non_json_entry_in_the_store_does_not_disable_the_whole_store(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A single hand-written or garbled body made list_actions raise ValueError: the whole store
+    was 'unavailable', so at start-up not one store action was enforced (fail open), and later
+    ones never arrived. Now that body alone is rejected (logged with its key, counted)."""
+    path = str(tmp_path / "actions.db")
+    store = SqliteActionStore(path)
+    store.put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("INSERT INTO actions VALUES ('garbled', 'not json', NULL)")
+    db.execute("UPDATE meta SET value = value + 1")
+    registry = ActionRegistry(None, SqliteActionStore(path))
+    registry.load_now()
+    registry.stop()
+    assert registry.current().match_ip(BLOCKED_IP, time.time()) is not None
+    assert stats.snapshot().get("actions_rejected") == 1
+    assert stats.snapshot().get("action_store_unavailable") is None
+    assert "rejected action garbled: its stored body is not valid JSON" in caplog.text
+
+
+def test_the_cli_lists_a_store_holding_a_corrupt_entry_without_a_traceback(tmp_path: Path) -> None:
+    store = tmp_path / "actions.db"
+    SqliteActionStore(str(store)).put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
+    db = sqlite3.connect(store, isolation_level=None)
+    db.execute("INSERT INTO actions VALUES ('junk', 'not json', NULL)")
+    env = {"SQREEN_ACTIONS_STORE": str(store), "SQREEN_LOCAL_STORE": str(tmp_path / "events.db")}
+    listed = cli(env, "actions", "list")
+    assert "Traceback" not in listed.stderr, listed.stderr[-1500:]
+    assert listed.returncode == 0
+    assert "good" in listed.stdout
+    assert "junk" in listed.stdout and "invalid" in listed.stdout
+
+
+# -- Redis ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    assert binary is not None, "redis-server is installed by `make test` (Debian's redis-server)"
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.parametrize("body", ["not json", "[1, 2]", '{"action_id": "junk", "x": ' + "[" * 100_000 + "}"])
+def test_the_cli_can_still_add_a_block_when_redis_holds_a_corrupt_entry(
+    tmp_path: Path, redis_url: str, body: str
+) -> None:
+    """RedisActionStore.put() pruned by json.loads-ing every body: JSONDecodeError or
+    AttributeError ('list' has no .get) escaped as a traceback, and no block could be added;
+    ``actions list`` crashed on ``dict(raw)``."""
+    import redis
+
+    redis.Redis.from_url(redis_url).hset("sqreen-otel:actions", "junk", body)
+    env = {"SQREEN_REDIS_URL": redis_url, "SQREEN_LOCAL_STORE": str(tmp_path / "events.db")}
+    added = cli(env, "actions", "block-ip", BLOCKED_IP, "--id", "ops-1")
+    assert added.returncode == 0, added.stderr[-1500:]
+    listed = cli(env, "actions", "list")
+    assert "Traceback" not in listed.stderr, listed.stderr[-1500:]
+    assert "ops-1" in listed.stdout
+    assert "junk" in listed.stdout and "invalid" in listed.stdout  # kept, shown as invalid
+    store = RedisActionStore(redis_url)
+    registry = ActionRegistry(None, store)
+    registry.load_now()
+    registry.stop()
+    store.close()
+    assert registry.current().match_ip(BLOCKED_IP, time.time()) is not None

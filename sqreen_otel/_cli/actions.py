@@ -19,7 +19,7 @@ from sqreen_otel import _durations as durations
 from sqreen_otel._cli.output import table
 from sqreen_otel._config import current_config
 from sqreen_otel._display import safe_text
-from sqreen_otel._responses.actions import ActionError, parse_action
+from sqreen_otel._responses.actions import ActionError, action_label, parse_action
 from sqreen_otel._responses.setup import action_store
 from sqreen_otel._responses.sources import ActionsFile, FileInvalid, StoreUnavailable
 
@@ -127,19 +127,19 @@ def _iso(epoch: float) -> str:
 
 
 def _list(store: Any, path: str | None, as_json: bool, out: TextIO, fail: Callable[[str], int]) -> int:
-    rows: list[tuple[str, dict[str, Any]]] = [("store", dict(raw)) for raw in store.list_actions()]
+    rows: list[tuple[str, object]] = [("store", raw) for raw in store.list_actions()]
     if path is not None:
         try:
-            rows.extend(("file", dict(raw)) for raw in ActionsFile(path).read() if isinstance(raw, dict))
+            rows.extend(("file", raw) for raw in ActionsFile(path).read())
         except FileInvalid as error:
             fail(f"SQREEN_ACTIONS_FILE {path}: {error}")
     now = time.time()
     shown = []
-    for source, raw in rows:
+    for position, (source, raw) in enumerate(rows):
         try:
             action = parse_action(raw, now)
-        except ActionError as error:
-            shown.append((source, raw.get("action_id"), "invalid", str(error), ""))
+        except ActionError as error:  # shown, not fatal: the others are listed
+            shown.append((source, action_label(raw, f"#{position}"), "invalid", str(error), ""))
             continue
         if not action.active(now):
             continue

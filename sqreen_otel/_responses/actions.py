@@ -46,6 +46,15 @@ class ActionError(ValueError):
     """Why an action is rejected (no value from it: the reason is safe to log)."""
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A stored action whose body is not JSON (garbled, written by hand): rejected alone, under
+    the key it is stored at, like any other invalid action."""
+
+    action_id: str
+    reason: str = "its stored body is not valid JSON"
+
+
 UserKey = frozenset[tuple[str, str]]  # an action's user: its identifiers as texts
 
 
@@ -212,6 +221,8 @@ def parse_action(raw: object, first_seen: float) -> Action:
 
 
 def _parse_action(raw: object, first_seen: float) -> Action:
+    if isinstance(raw, Unreadable):
+        raise ActionError(raw.reason)
     if not isinstance(raw, Mapping):
         raise ActionError("an action must be a JSON object")
     action_id = _action_id(raw)
@@ -230,6 +241,12 @@ def _parse_action(raw: object, first_seen: float) -> Action:
     return Action(action_id, kind, created_at, expires_at, networks, users, url, raw)
 
 
+def action_label(raw: object, fallback: str) -> str:
+    """How to name a raw action in a log or a listing: its id when it is a valid one."""
+    candidate = raw.get("action_id") if isinstance(raw, Mapping) else getattr(raw, "action_id", None)
+    return candidate if isinstance(candidate, str) and _PRINTABLE_ID.fullmatch(candidate) else fallback
+
+
 def parse_actions(
     items: Iterable[object], first_seen: Mapping[str, float], now: float
 ) -> tuple[list[Action], list[tuple[str, str]]]:
@@ -239,10 +256,7 @@ def parse_actions(
     rejected: list[tuple[str, str]] = []
     seen: set[str] = set()
     for position, raw in enumerate(items):
-        label = f"#{position}"
-        if isinstance(raw, Mapping) and isinstance(raw.get("action_id"), str):
-            candidate = raw["action_id"]
-            label = candidate if _PRINTABLE_ID.fullmatch(candidate) else label
+        label = action_label(raw, f"#{position}")
         try:
             action = parse_action(raw, first_seen.get(label, now))
         except ActionError as error:

@@ -11,7 +11,8 @@
 
 A store keeps each action's JSON with its ``created_at``; expired actions are ignored by
 readers and deleted by the next write. ``list_actions`` raises ``StoreUnavailable`` when the
-store cannot be read (the registry then keeps the last known set).
+store cannot be read (the registry then keeps the last known set); a body that is not JSON is
+listed as ``Unreadable``, rejected alone like any invalid action.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Protocol
+
+from sqreen_otel._responses.actions import Unreadable
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 _SETUP_ATTEMPTS = 20
@@ -89,8 +92,9 @@ class ActionStore(Protocol):
     def version(self) -> object:
         """Changes whenever an action is added or removed (cheap)."""
 
-    def list_actions(self) -> list[Mapping[str, Any]]:
-        """Every stored action's JSON (expired ones included; readers filter)."""
+    def list_actions(self) -> list[object]:
+        """Every stored action's JSON (expired ones included; readers filter), ``Unreadable``
+        for a body that is not JSON."""
 
     def put(self, action: Mapping[str, Any]) -> None:
         """Add or replace an action (by ``action_id``); deletes expired ones."""
@@ -99,7 +103,21 @@ class ActionStore(Protocol):
         """Delete an action; False if there was none with that id."""
 
 
-def _expired(action: Mapping[str, Any], now: float) -> bool:
+def decode(action_id: object, body: object) -> object:
+    """One stored action's JSON object; ``Unreadable`` (rejected alone, named by the key it is
+    stored at) when it is not JSON, is too deeply nested to decode, or is not an object."""
+    try:
+        value = json.loads(body)  # type: ignore[arg-type]
+    except (ValueError, TypeError, RecursionError):
+        return Unreadable(str(action_id))
+    if not isinstance(value, dict):
+        return Unreadable(str(action_id), "its stored body is not a JSON object")
+    return value
+
+
+def _expired(action: object, now: float) -> bool:
+    if not isinstance(action, Mapping):
+        return False  # never deleted behind the operator's back: it is listed as invalid
     expires = _expires_at(action)
     return expires is not None and expires <= now
 
@@ -165,9 +183,11 @@ class SqliteActionStore:
             raise StoreUnavailable("the version row is missing")
         return row[0]
 
-    def list_actions(self) -> list[Mapping[str, Any]]:
-        rows = self._run(lambda db: db.execute("SELECT body FROM actions ORDER BY rowid").fetchall())
-        return [json.loads(body) for (body,) in rows]
+    def list_actions(self) -> list[object]:
+        rows = self._run(
+            lambda db: db.execute("SELECT action_id, body FROM actions ORDER BY rowid").fetchall()
+        )
+        return [decode(action_id, body) for action_id, body in rows]
 
     def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> int:
         def work(db: sqlite3.Connection) -> int:
@@ -214,7 +234,10 @@ class SqliteActionStore:
 def _expires_at(action: Mapping[str, Any]) -> float | None:
     duration, created = action.get("duration"), action.get("created_at")
     if isinstance(duration, int | float) and isinstance(created, int | float):
-        return float(created) + float(duration)
+        try:
+            return float(created) + float(duration)
+        except OverflowError:  # an integer too large for a float: never expires
+            return None
     return None
 
 
@@ -248,13 +271,14 @@ class RedisActionStore:
     def version(self) -> object:
         return self._call(lambda client: client.get(self._version))
 
-    def list_actions(self) -> list[Mapping[str, Any]]:
-        bodies = self._call(lambda client: client.hvals(self._hash))
-        return [json.loads(body) for body in bodies]
+    def list_actions(self) -> list[object]:
+        entries = self._call(lambda client: client.hgetall(self._hash))
+        return [decode(key, body) for key, body in entries.items()]
 
     def _prune(self, client: Any) -> None:
         now = time.time()
-        stale = [key for key, body in client.hgetall(self._hash).items() if _expired(json.loads(body), now)]
+        entries = client.hgetall(self._hash).items()
+        stale = [key for key, body in entries if _expired(decode(key, body), now)]
         if stale:
             client.hdel(self._hash, *stale)
 
