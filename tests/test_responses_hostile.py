@@ -23,7 +23,7 @@ from _servers import free_port
 
 from sqreen_otel._responses.actions import parse_actions
 from sqreen_otel._responses.registry import ActionRegistry
-from sqreen_otel._responses.sources import RedisActionStore, SqliteActionStore
+from sqreen_otel._responses.sources import RedisActionStore, SqliteActionStore, StoreUnavailable
 from sqreen_otel._stats import stats
 
 NOW = 1_800_000_000.0
@@ -292,3 +292,78 @@ def test_the_cli_can_still_add_a_block_when_redis_holds_a_corrupt_entry(
     registry.stop()
     store.close()
     assert registry.current().match_ip(BLOCKED_IP, time.time()) is not None
+
+
+# -- a locked store never stalls start-up ------------------------------------------------------------
+
+
+def test_a_write_locked_action_store_does_not_stall_configure(tmp_path: Path) -> None:
+    """SqliteActionStore._db() ran the schema script (writes) on every new connection, with 20
+    attempts of a 2 s busy timeout: while anyone held the write lock (an operator's sqlite3
+    shell, a stuck writer), configure() -- so each worker's boot -- hung ~44 s, and each later
+    refresh as long. Readers never write now: the store is read, the block applies."""
+    store = tmp_path / "actions.db"
+    SqliteActionStore(str(store)).put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
+    lock = sqlite3.connect(store, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    lock.execute("UPDATE meta SET value = value")
+    try:
+        done = run_script(
+            f"""
+            import time, sqreen_otel
+            from opentelemetry import trace
+            from opentelemetry.sdk.trace import TracerProvider
+            trace.set_tracer_provider(TracerProvider())
+            started = time.monotonic()
+            sqreen_otel.configure()
+            print("took", time.monotonic() - started)
+            print("blocked", sqreen_otel.is_blocked(ip="{BLOCKED_IP}"))
+            """,
+            {"SQREEN_ACTIONS_STORE": str(store), "SQREEN_LOCAL_STORE": str(tmp_path / "events.db")},
+        )
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert done.returncode == 0, done.stderr[-2000:]
+    took = float(done.stdout.split("took", 1)[1].split()[0])
+    assert took < 5, f"configure() took {took:.1f} s"
+    assert "blocked True" in done.stdout
+
+
+def test_an_exclusively_locked_store_costs_a_refresh_a_moment_and_keeps_the_last_set(tmp_path: Path) -> None:
+    """Not in WAL mode (a store copied or rebuilt by hand), an exclusive lock blocks readers too:
+    they give up within their short budget and keep the last known set."""
+    path = tmp_path / "actions.db"
+    writer, store = SqliteActionStore(str(path)), SqliteActionStore(str(path))
+    writer.put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
+    registry = ActionRegistry(None, store, refresh_s=60)
+    registry.load_now()
+    writer.close()
+    store.close()  # leaving WAL mode needs every other connection closed
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("PRAGMA journal_mode=DELETE")
+    lock.execute("BEGIN EXCLUSIVE")
+    lock.execute("UPDATE meta SET value = value + 1")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            SqliteActionStore(str(path)).version()
+        assert time.monotonic() - started < 1.5
+        started = time.monotonic()
+        assert not registry.refresh()
+        assert time.monotonic() - started < 1.5
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+        registry.stop()
+    assert registry.current().match_ip(BLOCKED_IP, time.time()) is not None
+
+
+def test_a_reader_never_writes_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "actions.db"
+    reader = SqliteActionStore(str(path))
+    assert reader.version() == 0 and reader.list_actions() == []
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []  # no schema written
+    SqliteActionStore(str(path)).put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
+    assert reader.version() != 0 and len(reader.list_actions()) == 1

@@ -137,15 +137,24 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('version', 0);
 
 
 class SqliteActionStore:
-    """The host's action store: a SQLite file every process of the host shares."""
+    """The host's action store: a SQLite file every process of the host shares.
 
-    def __init__(self, path: str, *, timeout: float = 2.0) -> None:
+    Only writers (the CLI, the playbooks) create the schema and wait for the write lock (up to
+    ``timeout``). Readers (every worker's refresher, and ``configure()``'s first load) never
+    write, and wait at most ``read_timeout`` per query: a store that someone holds locked costs
+    them a moment and the last known set, never a stalled start-up. A store no writer has
+    created yet reads as empty.
+    """
+
+    def __init__(self, path: str, *, timeout: float = 2.0, read_timeout: float = 0.25) -> None:
         if "\x00" in path:
             raise ValueError("a store path cannot contain NUL")
         self.path = path
         self.description = f"SQLite {path}"
         self._timeout = timeout
+        self._read_timeout = read_timeout
         self._connection: sqlite3.Connection | None = None
+        self._schema_ready = False
         self._pid = 0
 
     def _db(self) -> sqlite3.Connection:
@@ -153,40 +162,70 @@ class SqliteActionStore:
             try:
                 os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
                 connection = sqlite3.connect(
-                    self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+                    self.path, timeout=self._read_timeout, isolation_level=None, check_same_thread=False
                 )
-                for attempt in range(_SETUP_ATTEMPTS):
-                    try:
-                        if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                            connection.execute("PRAGMA journal_mode=WAL")
-                        connection.executescript(_SCHEMA)
-                        break
-                    except sqlite3.OperationalError:
-                        if attempt == _SETUP_ATTEMPTS - 1:
-                            raise
-                        time.sleep(0.02 * (attempt + 1))
             except (sqlite3.Error, OSError) as error:
                 raise StoreUnavailable(f"{type(error).__name__}") from None
-            self._connection, self._pid = connection, os.getpid()
+            self._connection, self._pid, self._schema_ready = connection, os.getpid(), False
         return self._connection
 
-    def _run(self, work: Any) -> Any:
+    def _create_schema(self, db: sqlite3.Connection) -> None:
+        """WAL and the tables, once per connection (writers only). Retried briefly: switching a
+        new database to WAL takes a lock that does not wait on the busy timeout, and several
+        writers may create the store at the same moment."""
+        if self._schema_ready:
+            return
+        deadline = time.monotonic() + 2 * self._timeout
+        for attempt in range(_SETUP_ATTEMPTS):
+            try:
+                if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError:
+                if attempt == _SETUP_ATTEMPTS - 1 or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
+        self._schema_ready = True
+
+    def _run(self, work: Any, *, write: bool = False) -> Any:
         try:
-            return work(self._db())
+            db = self._db()
+            db.execute(
+                f"PRAGMA busy_timeout = {int(1000 * (self._timeout if write else self._read_timeout))}"
+            )
+            if write:
+                self._create_schema(db)
+            return work(db)
         except sqlite3.Error as error:
             self._connection = None
             raise StoreUnavailable(type(error).__name__) from None
 
+    def _read(self, query: str) -> list[Any] | None:
+        """A reader's rows; None while the store has no tables (no writer created them yet)."""
+
+        def work(db: sqlite3.Connection) -> list[Any] | None:
+            try:
+                rows: list[Any] = db.execute(query).fetchall()
+            except sqlite3.OperationalError as error:
+                if str(error).startswith("no such table"):
+                    return None
+                raise
+            return rows
+
+        result: list[Any] | None = self._run(work)
+        return result
+
     def version(self) -> object:
-        row = self._run(lambda db: db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone())
-        if row is None:  # deleted by hand: the next write restores it
+        rows = self._read("SELECT value FROM meta WHERE name = 'version'")
+        if rows is None:
+            return 0  # an empty store: the first write makes it 1
+        if not rows:  # deleted by hand: the next write restores it
             raise StoreUnavailable("the version row is missing")
-        return row[0]
+        return rows[0][0]
 
     def list_actions(self) -> list[object]:
-        rows = self._run(
-            lambda db: db.execute("SELECT action_id, body FROM actions ORDER BY rowid").fetchall()
-        )
+        rows = self._read("SELECT action_id, body FROM actions ORDER BY rowid") or []
         return [decode(action_id, body) for action_id, body in rows]
 
     def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> int:
@@ -207,7 +246,7 @@ class SqliteActionStore:
                 raise
             return changed
 
-        result: int = self._run(work)
+        result: int = self._run(work, write=True)
         return result
 
     def put(self, action: Mapping[str, Any]) -> None:
