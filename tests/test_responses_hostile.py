@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from _servers import free_port
 
-from sqreen_otel._responses.actions import parse_actions
+from sqreen_otel._responses.actions import parse_action, parse_actions
+from sqreen_otel._responses.index import ActionIndex
 from sqreen_otel._responses.registry import ActionRegistry
 from sqreen_otel._responses.sources import RedisActionStore, SqliteActionStore, StoreUnavailable
 from sqreen_otel._stats import stats
@@ -367,3 +368,28 @@ def test_a_reader_never_writes_the_store(tmp_path: Path) -> None:
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == []  # no schema written
     SqliteActionStore(str(path)).put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
     assert reader.version() != 0 and len(reader.list_actions()) == 1
+
+
+# -- matching ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cidr", "inside", "outside"),
+    [
+        (f"::ffff:{BLOCKED_IP}", BLOCKED_IP, "198.51.100.8"),
+        ("::ffff:198.51.100.0/120", "198.51.100.200", "198.51.101.1"),
+        ("::ffff:0:0/96", "192.0.2.1", "2001:db8::1"),
+    ],
+)
+def test_an_ipv4_mapped_cidr_blocks_the_ipv4_client(cidr: str, inside: str, outside: str) -> None:
+    """A dual-stack server logs IPv4 clients as ::ffff:a.b.c.d; an operator copies that into
+    ``sqreen-otel actions block-ip ::ffff:198.51.100.7``: it was accepted, filed in the IPv6
+    table, while ip_value() maps every client to IPv4: it never matched."""
+    action = parse_action(block_ip("mapped", cidr), NOW)
+    assert all(network.version == 4 for network in action.networks)
+    index = ActionIndex([action], NOW)
+    assert index.match_ip(inside, NOW) is not None
+    assert index.match_ip(f"::ffff:{inside}" if "." in inside else inside, NOW) is not None
+    assert index.match_ip(outside, NOW) is None
+    ipv6 = parse_action(block_ip("v6", "::/0"), NOW)  # a wider IPv6 network stays IPv6
+    assert ipv6.networks[0].version == 6

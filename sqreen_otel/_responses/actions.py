@@ -159,10 +159,20 @@ def _networks(value: object) -> tuple[IPNetwork, ...]:
         if not isinstance(item, str) or len(item) > 64:
             raise ActionError("parameters.ip_cidr entries must be IP addresses or CIDRs (text)")
         try:
-            networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            networks.append(_unmapped(ipaddress.ip_network(item.strip(), strict=False)))
         except ValueError:
             raise ActionError("parameters.ip_cidr holds an entry that is not an IP address or CIDR") from None
     return tuple(networks)
+
+
+def _unmapped(network: IPNetwork) -> IPNetwork:
+    """An IPv4-mapped IPv6 network (``::ffff:198.51.100.7``, as dual-stack servers log IPv4
+    clients) as the IPv4 network it means: clients are matched as IPv4, so it would never match."""
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 def _users(value: object) -> tuple[UserKey, ...]:
