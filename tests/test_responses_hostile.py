@@ -4,8 +4,10 @@ corrupted or locked store, passlist bypasses, matching corner cases. Real gunico
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import random
 import shutil
 import socket
 import sqlite3
@@ -393,3 +395,43 @@ def test_an_ipv4_mapped_cidr_blocks_the_ipv4_client(cidr: str, inside: str, outs
     assert index.match_ip(outside, NOW) is None
     ipv6 = parse_action(block_ip("v6", "::/0"), NOW)  # a wider IPv6 network stays IPv6
     assert ipv6.networks[0].version == 6
+
+
+def test_an_expired_longer_prefix_does_not_hide_an_active_shorter_block() -> None:
+    """The CIDR table returned only the most specific owner; match_ip then re-checked expiry and
+    gave up, instead of falling back to the covering, still-active block (until the next
+    rebuild: forever if the refresher is stuck or dead)."""
+    permanent = parse_action(block_ip("perm", "10.0.0.0/8"), NOW)
+    short = parse_action(block_ip("short", "10.1.2.3", created_at=NOW, duration=60), NOW)
+    index = ActionIndex([permanent, short], NOW)  # built while both were active
+    later = NOW + 61
+    assert index.match_ip("10.1.2.4", later) is not None  # the /8 still blocks its neighbour...
+    match = index.match_ip("10.1.2.3", later)
+    assert match is not None and match.action.action_id == "perm"  # ...and must still block it
+    assert index.match_ip("10.1.2.3", NOW).action.action_id == "short"  # type: ignore[union-attr]
+
+
+def test_the_cidr_table_agrees_with_a_scan_when_actions_expire() -> None:
+    """The longest active prefix, by brute force, on random nested CIDRs (duplicates included)
+    with random expiries, looked up at random moments."""
+    rng = random.Random(11)
+    actions = []
+    for position in range(2000):
+        prefix = rng.choice([8, 12, 16, 20, 24, 28, 32])
+        address = ipaddress.IPv4Address(rng.getrandbits(32) & (0xFFFFFFFF << (32 - prefix)) & 0x0F0FFFFF)
+        duration = rng.choice([None, 10, 20, 30])
+        raw = block_ip(f"a{position}", f"{address}/{prefix}", created_at=NOW, duration=duration)
+        actions.append(parse_action(raw, NOW))
+    index = ActionIndex(actions, NOW)
+    for _ in range(3000):
+        value = rng.getrandbits(32) & 0x0F0FFFFF
+        now = NOW + rng.choice([0, 15, 25, 35])
+        address = ipaddress.IPv4Address(value)
+        covering = [a.networks[0].prefixlen for a in actions if address in a.networks[0] and a.active(now)]
+        match = index.match_ip(str(address), now)
+        if not covering:
+            assert match is None
+        else:
+            assert match is not None and match.action.active(now)
+            assert address in match.action.networks[0]
+            assert match.action.networks[0].prefixlen == max(covering)

@@ -3,8 +3,9 @@
 * IPs: per kind (block, redirect) and address family, the CIDRs flattened into sorted,
   disjoint ranges, each owned by the most specific CIDR covering it (CIDRs nest or are
   disjoint, never overlap partially): a lookup is one ``bisect`` in C, O(log n) whatever the
-  number or the prefix lengths of the CIDRs. The longest prefix wins within a kind; a block
-  beats a redirect (Sqreen's order: block first).
+  number or the prefix lengths of the CIDRs. The longest prefix wins within a kind (the longest
+  still active one, between two rebuilds); a block beats a redirect (Sqreen's order: block
+  first).
 * Users: each action's user (a set of identifier texts) is filed under one of its identifiers;
   a request's identifiers find the candidates in O(number of identifiers), and a candidate
   matches when all of its identifiers are among the request's. Block before redirect.
@@ -41,59 +42,85 @@ def ip_value(address: str) -> tuple[int, int] | None:
         return None
 
 
-class CidrTable:
-    """Longest-prefix match of addresses of one family against CIDRs owned by actions."""
+def _ends_after(action: Action, other: Action) -> bool:
+    if action.expires_at is None:
+        return other.expires_at is not None
+    return other.expires_at is not None and action.expires_at > other.expires_at
 
-    __slots__ = ("_ends", "_owners", "_starts")
+
+class CidrTable:
+    """Longest-prefix match of addresses of one family against CIDRs owned by actions.
+
+    Each range points at the most specific CIDR covering it, and each CIDR at the next wider
+    one covering it (its parent): when the most specific action has expired (between two
+    rebuilds), the lookup falls back to the next covering active one. A chain is at most one
+    CIDR per prefix length (duplicates of a CIDR are one node), so a lookup stays O(log n).
+    """
+
+    __slots__ = ("_actions", "_ends", "_owners", "_parents", "_starts")
 
     def __init__(self, entries: Iterable[tuple[IPNetwork, Action]]) -> None:
+        # One node per distinct CIDR: the action that stays active longest (it is active whenever
+        # any of its duplicates is), so that a chain holds at most one node per prefix length.
+        best: dict[IPNetwork, tuple[int, Action]] = {}
+        for index, (network, action) in enumerate(entries):
+            kept = best.get(network)
+            if kept is None or _ends_after(action, kept[1]):
+                best[network] = (index, action)
         intervals = sorted(
             (
-                (
-                    int(network.network_address),
-                    int(network.broadcast_address),
-                    -network.prefixlen,
-                    index,
-                    action,
-                )
-                for index, (network, action) in enumerate(entries)
+                (int(network.network_address), int(network.broadcast_address), index, action)
+                for network, (index, action) in best.items()
             ),
-            key=lambda item: (item[0], -item[1], -item[2], item[3]),  # outer first, then inner
+            key=lambda item: (item[0], -item[1], item[2]),  # outer first, then inner
         )
         starts: list[int] = []
         ends: list[int] = []
-        owners: list[Action] = []
+        owners: list[int] = []  # per range: the node of its most specific CIDR
+        actions: list[Action] = []  # per node (one per CIDR): its action
+        parents: list[int] = []  # per node: the node of the next wider CIDR covering it, or -1
 
-        def emit(start: int, end: int, owner: Action) -> None:
+        def emit(start: int, end: int, owner: int) -> None:
             if start <= end:
                 starts.append(start)
                 ends.append(end)
                 owners.append(owner)
 
-        stack: list[tuple[int, Action]] = []  # (end, owner) of the CIDRs covering ``position``
+        stack: list[tuple[int, int]] = []  # (end, node) of the CIDRs covering ``position``
         position = 0
-        for start, end, _, _, action in intervals:
+        for start, end, _, action in intervals:
             while stack and stack[-1][0] < start:
                 top_end, top = stack.pop()
                 emit(position, top_end, top)
                 position = max(position, top_end + 1)
             if stack:
                 emit(position, start - 1, stack[-1][1])
-            stack.append((end, action))
+            parents.append(stack[-1][1] if stack else -1)
+            actions.append(action)
+            stack.append((end, len(actions) - 1))
             position = start
         while stack:
             top_end, top = stack.pop()
             emit(position, top_end, top)
             position = max(position, top_end + 1)
         self._starts, self._ends, self._owners = starts, ends, owners
+        self._actions, self._parents = actions, parents
 
     def __len__(self) -> int:
         return len(self._starts)
 
-    def lookup(self, value: int) -> Action | None:
+    def lookup(self, value: int, now: float | None = None) -> Action | None:
+        """The action of the most specific CIDR covering ``value``; with ``now``, the most
+        specific one still active then."""
         index = bisect.bisect_right(self._starts, value) - 1
-        if index >= 0 and value <= self._ends[index]:
-            return self._owners[index]
+        if index < 0 or value > self._ends[index]:
+            return None
+        node = self._owners[index]
+        while node >= 0:
+            action = self._actions[node]
+            if now is None or action.active(now):
+                return action
+            node = self._parents[node]
         return None
 
 
@@ -143,8 +170,8 @@ class ActionIndex:
             return None
         family, value = parsed
         for table in self._ip.get(family, ()):  # blocks first, then redirects
-            action = table.lookup(value)
-            if action is not None and (action.expires_at is None or now < action.expires_at):
+            action = table.lookup(value, now)
+            if action is not None:
                 return Match(action, address)
         return None
 
