@@ -435,3 +435,45 @@ def test_the_cidr_table_agrees_with_a_scan_when_actions_expire() -> None:
             assert match is not None and match.action.active(now)
             assert address in match.action.networks[0]
             assert match.action.networks[0].prefixlen == max(covering)
+
+
+def _match_cost(index: ActionIndex, identifiers: dict[str, str]) -> float:
+    """The best of three timings of 2000 matches (seconds)."""
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(2000):
+            index.match_user(identifiers, NOW)
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
+def test_user_matching_does_not_scan_every_user_that_shares_an_identifier() -> None:
+    """Users were filed under min(user): with {"account": "acme", "user": ...} every user landed
+    in the ("account", "acme") bucket and each identify() of any acme user scanned all of them."""
+    ids = {"account": "acme", "user": "someone-else"}
+
+    def one_action(count: int) -> ActionIndex:
+        users = [{"account": "acme", "user": f"u{i}"} for i in range(count)]
+        raw = {"action_id": "many", "action": "block_user", "parameters": {"users": users}}
+        return ActionIndex([parse_action(raw, NOW)], NOW)
+
+    def many_actions(count: int) -> ActionIndex:
+        raws = [
+            {
+                "action_id": f"a{i}",
+                "action": "block_user",
+                "parameters": {"users": [{"account": "acme", "user": f"u{i}"}]},
+            }
+            for i in range(count)
+        ]
+        return ActionIndex([parse_action(raw, NOW) for raw in raws], NOW)
+
+    for build, large_count in ((one_action, 10_000), (many_actions, 50_000)):
+        small, large = build(10), build(large_count)
+        assert large.match_user({"account": "acme", "user": "u7"}, NOW) is not None
+        assert large.match_user({"account": "acme", "user": f"u{large_count}"}, NOW) is None
+        small_cost, large_cost = _match_cost(small, ids), _match_cost(large, ids)
+        assert large_cost < 20 * small_cost, (
+            f"10 users: {small_cost / 2:.4f} ms/match, {large_count}: {large_cost / 2:.4f}"
+        )

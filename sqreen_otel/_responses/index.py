@@ -6,8 +6,9 @@
   number or the prefix lengths of the CIDRs. The longest prefix wins within a kind (the longest
   still active one, between two rebuilds); a block beats a redirect (Sqreen's order: block
   first).
-* Users: each action's user (a set of identifier texts) is filed under one of its identifiers;
-  a request's identifiers find the candidates in O(number of identifiers), and a candidate
+* Users: each action's user (a set of identifier texts) is filed under its rarest identifier
+  (the one fewest users share: never under an ``account`` that thousands of users have); a
+  request's identifiers find the candidates in O(number of identifiers), and a candidate
   matches when all of its identifiers are among the request's. Block before redirect.
 * An index is immutable, built for a moment: ``valid_until`` is the earliest expiry among its
   actions, when the registry builds the next one (and a match re-checks expiry, so an action
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import socket
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -154,10 +156,11 @@ class ActionIndex:
             if tables:
                 self._ip[family] = tuple(tables)
         self._users: dict[bool, dict[tuple[str, str], list[tuple[UserKey, Action]]]] = {True: {}, False: {}}
-        for action in active:
-            if not action.on_ip:
-                for user in action.users:
-                    self._users[action.blocks].setdefault(min(user), []).append((user, action))
+        users = [(user, action) for action in active if not action.on_ip for user in action.users]
+        counts = Counter(pair for user, _ in users for pair in user)
+        for user, action in users:  # filed under its rarest identifier: small buckets to scan
+            rarest = min(user, key=lambda pair: (counts[pair], pair))
+            self._users[action.blocks].setdefault(rarest, []).append((user, action))
         self.has_ip_actions = bool(self._ip)
         self.has_user_actions = any(self._users.values())
 
