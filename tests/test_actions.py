@@ -209,7 +209,18 @@ def test_ip_values() -> None:
         ("/health/db", True),
         ("/healthz", False),
         ("/health/../login", False),
-        ("//health", True),
+        ("/health/", True),
+        ("/health/db/", True),
+        # routed as written, not as resolved (werkzeug and Django route the raw PATH_INFO): a
+        # dot or empty segment is never exempt, whatever it resolves to
+        ("//health", False),
+        ("/health//db", False),
+        ("/health/./db", False),
+        ("/api/transfer/../../health", False),
+        ("/api/%2e%2e/health", False),
+        ("/api/%2E./health", False),
+        ("/health/..%2f", False),
+        ("/health/%252e%252e/db", False),
     ],
 )
 def test_path_passlist_is_normalised_and_on_segment_boundaries(path: str, covered: bool) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _servers import free_port
+from _servers import Gunicorn, free_port, request
 
 from sqreen_otel._responses.actions import parse_action, parse_actions
 from sqreen_otel._responses.index import ActionIndex
@@ -477,3 +477,31 @@ def test_user_matching_does_not_scan_every_user_that_shares_an_identifier() -> N
         assert large_cost < 20 * small_cost, (
             f"10 users: {small_cost / 2:.4f} ms/match, {large_count}: {large_cost / 2:.4f}"
         )
+
+
+# -- passlist bypasses, end to end --------------------------------------------------------------------
+
+
+def hostile_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "SQREEN_LOCAL_STORE": str(tmp_path / "events.db"),
+        "SQREEN_ACTIONS_STORE": str(tmp_path / "actions.db"),
+        "SQREEN_EXPORTER": "none",
+        **extra,
+    }
+
+
+def test_dot_segments_do_not_exempt_a_route_that_does_not_normalise_them(tmp_path: Path) -> None:
+    """The passlist resolved '..' but Flask/werkzeug (and Django) route the raw PATH_INFO: a
+    blocked IP asked for /api/transfer/../../health, the passlist saw /health, the catch-all
+    /api/<path:sub> view ran."""
+    env = hostile_env(tmp_path, SQREEN_TRUSTED_PROXIES="127.0.0.1/32", SQREEN_PATH_PASSLIST="/health")
+    assert cli(env, "actions", "block-ip", BLOCKED_IP).returncode == 0
+    with Gunicorn(APP, tmp_path, env, workers=1) as server:
+        xff = {"X-Forwarded-For": BLOCKED_IP}
+        assert request(server.port, "/api/transfer", xff)[0] == 403
+        assert request(server.port, "/health", xff)[0] == 200  # the passlist works
+        for path in ("/api/transfer/../../health", "/api/%2e%2e/health", "/api/%2E%2E/health", "//api/x"):
+            status, _, body = request(server.port, path, xff)
+            assert (status, body) != (200, b"api view ran"), path
+            assert status == 403, path

@@ -8,10 +8,10 @@
   raised into the view, on the thread serving the request (never elsewhere: a background
   job is not a request to refuse), and the middleware turns it into the response.
 * Passlists (``SQREEN_IP_PASSLIST``, ``SQREEN_PATH_PASSLIST``) are never enforced on. Paths are
-  compared after resolving ``.``/``..`` segments and on segment boundaries (``/health``
-  covers ``/health`` and ``/health/db``, not ``/healthz``), so ``/health/../login`` is not a
-  way around a block. Events are still recorded there: a passlist is about enforcement, not
-  visibility.
+  compared as the app routes them, on segment boundaries (``/health`` covers ``/health`` and
+  ``/health/db``, not ``/healthz``), and a path with a dot or empty segment is never exempt, so
+  neither ``/health/../login`` nor ``/api/x/../../health`` is a way around a block. Events are
+  still recorded there: a passlist is about enforcement, not visibility.
 * Every enforcement records ``sq.action.<kind>`` with the action's id and what matched.
 """
 
