@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 from _servers import Gunicorn, free_port, request
 
+from sqreen_otel._http.client_ip import AMBIGUOUS, PEER, ClientIP
 from sqreen_otel._responses.actions import parse_action, parse_actions
+from sqreen_otel._responses.enforcement import ResponseSettings, _ip_passlisted
 from sqreen_otel._responses.index import ActionIndex
 from sqreen_otel._responses.registry import ActionRegistry
 from sqreen_otel._responses.sources import RedisActionStore, SqliteActionStore, StoreUnavailable
@@ -505,3 +507,47 @@ def test_dot_segments_do_not_exempt_a_route_that_does_not_normalise_them(tmp_pat
             status, _, body = request(server.port, path, xff)
             assert (status, body) != (200, b"api view ran"), path
             assert status == 403, path
+
+
+def test_a_forged_forwarding_header_does_not_borrow_the_proxys_passlisted_ip(tmp_path: Path) -> None:
+    """Trusted-proxy mode, the proxy (127.0.0.1) inside SQREEN_IP_PASSLIST (the internal network,
+    the monitoring). A blocked client added 'X-Real-IP: <anything>' (or 'Forwarded: for=unknown'):
+    the request was ambiguous, its address became the peer, the passlist covered the peer, and
+    both the IP block and the user block were skipped."""
+    env = hostile_env(tmp_path, SQREEN_TRUSTED_PROXIES="127.0.0.1/32", SQREEN_IP_PASSLIST="127.0.0.0/8")
+    assert cli(env, "actions", "block-ip", BLOCKED_IP).returncode == 0
+    assert cli(env, "actions", "block-user", "email=mallory").returncode == 0
+    with Gunicorn(APP, tmp_path, env, workers=1) as server:
+        xff = {"X-Forwarded-For": BLOCKED_IP}
+        assert request(server.port, "/api/transfer", xff)[0] == 403
+        forged = {**xff, "X-Real-IP": "203.0.113.1"}
+        assert request(server.port, "/api/transfer", forged)[0] == 403
+        assert request(server.port, "/api/transfer", {**xff, "Forwarded": "for=unknown"})[0] == 403
+        user = {"X-Forwarded-For": "203.0.113.5"}
+        assert request(server.port, "/login?user=mallory", user)[0] == 403
+        assert request(server.port, "/login?user=mallory", {**user, "X-Real-IP": "203.0.113.6"})[0] == 403
+        assert request(server.port, "/login?user=mallory", {**user, "Forwarded": "for=unknown"})[0] == 403
+        # the passlist still exempts what it names: the proxy's own requests, and a request whose
+        # disagreeing headers only ever name passlisted clients
+        assert request(server.port, "/login?user=mallory")[0] == 200
+        both_internal = {"X-Forwarded-For": "127.0.0.2", "X-Real-IP": "127.0.0.3"}
+        assert request(server.port, "/login?user=mallory", both_internal)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("client", "exempt"),
+    [
+        (ClientIP("10.0.0.1", "x-forwarded-for", "127.0.0.1"), True),
+        (ClientIP("198.51.100.7", "x-forwarded-for", "127.0.0.1"), False),
+        (ClientIP("127.0.0.1", AMBIGUOUS, "127.0.0.1", ("10.0.0.1", "10.0.0.2")), True),
+        (ClientIP("127.0.0.1", AMBIGUOUS, "127.0.0.1", ("10.0.0.1", "198.51.100.7")), False),
+        (ClientIP("127.0.0.1", AMBIGUOUS, "127.0.0.1", ("198.51.100.7",)), False),
+        (ClientIP(None, PEER, None), False),
+    ],
+)
+def test_an_ambiguous_request_is_exempt_only_when_every_client_it_names_is(
+    client: ClientIP, exempt: bool
+) -> None:
+    passlist = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/8"))
+    current = ResponseSettings(enabled=True, ip_passlist=passlist, heuristic_ip=False)
+    assert _ip_passlisted(client, current) is exempt

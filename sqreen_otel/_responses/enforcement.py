@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqreen_otel._http.client_ip import AMBIGUOUS, resolve_client_ip
 from sqreen_otel._log import warn_once
 from sqreen_otel._responses.actions import Action, IPNetwork
 from sqreen_otel._responses.index import Match
@@ -34,7 +35,7 @@ from sqreen_otel._stats import stats
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from sqreen_otel._http.client_ip import ClientIPPolicy
+    from sqreen_otel._http.client_ip import ClientIP, ClientIPPolicy
 
 
 class RequestBlocked(BaseException):
@@ -113,10 +114,8 @@ def ip_match(environ: Mapping[str, Any]) -> Match | None:
         )
     if path_passlisted(environ, current.path_passlist):
         return None
-    from sqreen_otel._http.client_ip import resolve_client_ip
-
     client = resolve_client_ip(environ, current.policy)
-    if client.address is not None and covers(current.ip_passlist, client.address):
+    if _ip_passlisted(client, current):
         return None
     now = time.time()
     for address in (client.address, *client.candidates):
@@ -125,6 +124,19 @@ def ip_match(environ: Mapping[str, Any]) -> Match | None:
             if match is not None:
                 return match
     return None
+
+
+def _ip_passlisted(client: ClientIP, current: ResponseSettings) -> bool:
+    """Whether ``SQREEN_IP_PASSLIST`` exempts this client. For an ambiguous request (trusted-proxy
+    mode, headers naming different clients) only when every client the headers named is
+    passlisted: its resolved address is then the proxy's own, the fallback, and a blocked client
+    adding a forged header must not borrow it."""
+    if not current.ip_passlist:
+        return False
+    addresses = client.candidates if client.source == AMBIGUOUS else (client.address,)
+    return bool(addresses) and all(
+        address is not None and covers(current.ip_passlist, address) for address in addresses
+    )
 
 
 def user_actions_active() -> bool:
@@ -158,12 +170,12 @@ def check_user(identifiers: Mapping[str, object], environ: Mapping[str, Any] | N
     if environ is not None:
         if path_passlisted(environ, current.path_passlist):
             return None
-        if current.ip_passlist and current.policy is not None:
-            from sqreen_otel._http.client_ip import resolve_client_ip
-
-            client = resolve_client_ip(environ, current.policy)
-            if client.address is not None and covers(current.ip_passlist, client.address):
-                return None
+        if (
+            current.ip_passlist
+            and current.policy is not None
+            and _ip_passlisted(resolve_client_ip(environ, current.policy), current)
+        ):
+            return None
     match = user_match(identifiers)
     if match is not None:
         enforced(match)
