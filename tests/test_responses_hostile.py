@@ -551,3 +551,34 @@ def test_an_ambiguous_request_is_exempt_only_when_every_client_it_names_is(
     passlist = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/8"))
     current = ResponseSettings(enabled=True, ip_passlist=passlist, heuristic_ip=False)
     assert _ip_passlisted(client, current) is exempt
+
+
+def test_without_trusted_proxies_a_forged_header_does_not_exempt_a_blocked_user(tmp_path: Path) -> None:
+    """No SQREEN_TRUSTED_PROXIES, an office in SQREEN_IP_PASSLIST, only user actions (so not even
+    the forgeable-IP warning was logged): a blocked user sent X-Forwarded-For: <office IP> and
+    identify() no longer refused them. A user block rests on the app's authentication, not on a
+    header: without trusted proxies the passlist is matched on the socket peer only."""
+    env = hostile_env(tmp_path, SQREEN_IP_PASSLIST="192.0.2.0/24")
+    assert cli(env, "actions", "block-user", "email=mallory").returncode == 0
+    with Gunicorn(APP, tmp_path, env, workers=1) as server:
+        assert request(server.port, "/login?user=mallory")[0] == 403
+        assert request(server.port, "/login?user=mallory", {"X-Forwarded-For": "192.0.2.9"})[0] == 403
+        assert request(server.port, "/login?user=ann", {"X-Forwarded-For": "192.0.2.9"})[0] == 200
+    assert "SQREEN_IP_PASSLIST is matched on the socket peer address (REMOTE_ADDR) only" in server.output
+
+
+@pytest.mark.parametrize(
+    ("client", "exempt"),
+    [
+        (ClientIP("192.0.2.9", "x-forwarded-for", "203.0.113.1"), False),  # a header names the office
+        (ClientIP("203.0.113.1", "x-forwarded-for", "192.0.2.9"), True),  # the office is the peer
+        (ClientIP("192.0.2.9", PEER, "192.0.2.9"), True),
+        (ClientIP(None, PEER, None), False),
+    ],
+)
+def test_without_trusted_proxies_the_ip_passlist_is_matched_on_the_peer_only(
+    client: ClientIP, exempt: bool
+) -> None:
+    current = ResponseSettings(enabled=True, ip_passlist=(ipaddress.ip_network("192.0.2.0/24"),))
+    assert current.heuristic_ip
+    assert _ip_passlisted(client, current) is exempt

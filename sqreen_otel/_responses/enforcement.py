@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from sqreen_otel._http.client_ip import AMBIGUOUS, resolve_client_ip
 from sqreen_otel._log import warn_once
 from sqreen_otel._responses.actions import Action, IPNetwork
-from sqreen_otel._responses.index import Match
+from sqreen_otel._responses.index import ActionIndex, Match
 from sqreen_otel._responses.pages import BlockPages, block_response, redirect_response
 from sqreen_otel._responses.passlists import covers, path_passlisted
 from sqreen_otel._responses.registry import current_index
@@ -106,12 +106,7 @@ def ip_match(environ: Mapping[str, Any]) -> Match | None:
     index = current_index()
     if not index.has_ip_actions:
         return None
-    if current.heuristic_ip:
-        warn_once(
-            "ip_actions_heuristic",
-            "IP actions are enforced on a client IP read from forwarding headers that any client can "
-            "forge (no SQREEN_TRUSTED_PROXIES): set SQREEN_TRUSTED_PROXIES to your proxies' CIDRs.",
-        )
+    _warn_heuristic_ip(current, index)
     if path_passlisted(environ, current.path_passlist):
         return None
     client = resolve_client_ip(environ, current.policy)
@@ -126,14 +121,43 @@ def ip_match(environ: Mapping[str, Any]) -> Match | None:
     return None
 
 
+def _warn_heuristic_ip(current: ResponseSettings, index: ActionIndex) -> None:
+    """Say once what a client IP read from forgeable headers (no SQREEN_TRUSTED_PROXIES) means
+    for the actions in force (cheap: a set lookup once said)."""
+    if not current.heuristic_ip:
+        return
+    if index.has_ip_actions:
+        warn_once(
+            "ip_actions_heuristic",
+            "IP actions are enforced on a client IP read from forwarding headers that any client can "
+            "forge (no SQREEN_TRUSTED_PROXIES): set SQREEN_TRUSTED_PROXIES to your proxies' CIDRs.",
+        )
+    if current.ip_passlist:
+        warn_once(
+            "ip_passlist_heuristic",
+            "SQREEN_IP_PASSLIST is matched on the socket peer address (REMOTE_ADDR) only: without "
+            "SQREEN_TRUSTED_PROXIES the client IP comes from forwarding headers that any client can "
+            "forge. Behind a proxy, set SQREEN_TRUSTED_PROXIES to your proxies' CIDRs.",
+        )
+
+
 def _ip_passlisted(client: ClientIP, current: ResponseSettings) -> bool:
-    """Whether ``SQREEN_IP_PASSLIST`` exempts this client. For an ambiguous request (trusted-proxy
-    mode, headers naming different clients) only when every client the headers named is
-    passlisted: its resolved address is then the proxy's own, the fallback, and a blocked client
-    adding a forged header must not borrow it."""
+    """Whether ``SQREEN_IP_PASSLIST`` exempts this client.
+
+    * Without ``SQREEN_TRUSTED_PROXIES``: the socket peer only. The resolved address comes from
+      headers any client can write, and naming a passlisted IP must not exempt a blocked user.
+    * For an ambiguous request (trusted-proxy mode, headers naming different clients): only
+      when every client the headers named is passlisted. Its resolved address is then the
+      proxy's own, the fallback, and a blocked client adding a forged header must not borrow it.
+    """
     if not current.ip_passlist:
         return False
-    addresses = client.candidates if client.source == AMBIGUOUS else (client.address,)
+    if current.heuristic_ip:
+        addresses: tuple[str | None, ...] = (client.peer,)
+    elif client.source == AMBIGUOUS:
+        addresses = client.candidates
+    else:
+        addresses = (client.address,)
     return bool(addresses) and all(
         address is not None and covers(current.ip_passlist, address) for address in addresses
     )
@@ -142,17 +166,6 @@ def _ip_passlisted(client: ClientIP, current: ResponseSettings) -> bool:
 def user_actions_active() -> bool:
     """Whether a user action is in force (so ``identify()`` may raise ``RequestBlocked``)."""
     return _settings.enabled and current_index().has_user_actions
-
-
-def user_match(identifiers: Mapping[str, object]) -> Match | None:
-    """The user action for these identifiers, if any (passlists honoured for the current request)."""
-    current = _settings
-    if not current.enabled:
-        return None
-    index = current_index()
-    if not index.has_user_actions:
-        return None
-    return index.match_user(identifiers, time.time(), current.hmac_key)
 
 
 def enforced(match: Match) -> Action:
@@ -164,19 +177,24 @@ def enforced(match: Match) -> Action:
 def check_user(identifiers: Mapping[str, object], environ: Mapping[str, Any] | None) -> Match | None:
     """The user action to enforce for an identified user, or None (no action, a passlisted
     request, or not on the thread serving a request)."""
-    if not _in_request_thread(environ):
+    if environ is None or not _in_request_thread(environ):
         return None
     current = _settings
-    if environ is not None:
-        if path_passlisted(environ, current.path_passlist):
-            return None
-        if (
-            current.ip_passlist
-            and current.policy is not None
-            and _ip_passlisted(resolve_client_ip(environ, current.policy), current)
-        ):
-            return None
-    match = user_match(identifiers)
+    if not current.enabled:
+        return None
+    index = current_index()
+    if not index.has_user_actions:
+        return None
+    _warn_heuristic_ip(current, index)
+    if path_passlisted(environ, current.path_passlist):
+        return None
+    if (
+        current.ip_passlist
+        and current.policy is not None
+        and _ip_passlisted(resolve_client_ip(environ, current.policy), current)
+    ):
+        return None
+    match = index.match_user(identifiers, time.time(), current.hmac_key)
     if match is not None:
         enforced(match)
     return match
