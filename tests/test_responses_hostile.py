@@ -582,3 +582,23 @@ def test_without_trusted_proxies_the_ip_passlist_is_matched_on_the_peer_only(
     current = ResponseSettings(enabled=True, ip_passlist=(ipaddress.ip_network("192.0.2.0/24"),))
     assert current.heuristic_ip
     assert _ip_passlisted(client, current) is exempt
+
+
+# -- CLI exit status ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_list_exits_non_zero_when_the_actions_file_is_invalid(tmp_path: Path, as_json: bool) -> None:
+    bad = tmp_path / "actions.json"
+    bad.write_text('{"actions": [')
+    store = tmp_path / "actions.db"
+    SqliteActionStore(str(store)).put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
+    env = {
+        "SQREEN_ACTIONS_FILE": str(bad),
+        "SQREEN_ACTIONS_STORE": str(store),
+        "SQREEN_LOCAL_STORE": str(tmp_path / "events.db"),
+    }
+    listed = cli(env, "actions", "list", *(["--json"] if as_json else []))
+    assert "not valid JSON" in listed.stderr
+    assert listed.returncode != 0
+    assert "good" in listed.stdout  # the store's actions are still listed

@@ -128,11 +128,12 @@ def _iso(epoch: float) -> str:
 
 def _list(store: Any, path: str | None, as_json: bool, out: TextIO, fail: Callable[[str], int]) -> int:
     rows: list[tuple[str, object]] = [("store", raw) for raw in store.list_actions()]
+    status = 0
     if path is not None:
         try:
             rows.extend(("file", raw) for raw in ActionsFile(path).read())
-        except FileInvalid as error:
-            fail(f"SQREEN_ACTIONS_FILE {path}: {error}")
+        except FileInvalid as error:  # the store's actions are still listed; the exit status says
+            status = fail(f"SQREEN_ACTIONS_FILE {path}: {error}")
     now = time.time()
     shown = []
     for position, (source, raw) in enumerate(rows):
@@ -166,8 +167,8 @@ def _list(store: Any, path: str | None, as_json: bool, out: TextIO, fail: Callab
                 "until": until,
             }
             print(json.dumps(record, ensure_ascii=True), file=out)
-        return 0
+        return status
 
     rows_shown = [[safe_text(str(cell)) for cell in row] for row in shown]
     table(("SOURCE", "ID", "ACTION", "TARGET", "UNTIL (UTC)"), rows_shown, (6, 40, 13, 80, 20), out)
-    return 0
+    return status
