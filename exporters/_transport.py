@@ -6,6 +6,9 @@
   followed: a 3xx is reported as the refusal it is.
 * One request takes at most ``timeout`` seconds in all, however slowly the server answers
   (a watchdog shuts the socket down at the deadline), so ``max_seconds`` bounds a ``post``.
+  At shutdown the caller's deadline (``export_result.export_deadline``) shortens it. Where no
+  watchdog thread can start (Python 3.12+ once atexit runs) each socket operation is bounded
+  by the time left instead: a server that hangs is given up at the deadline.
 * The response body is read up to 64 KiB and no further: a destination answering with a huge
   body costs nothing (the connection is then dropped rather than drained).
 * The status decides the outcome (``export_result``): 2xx delivered; 408, 429, 5xx retry (honouring
@@ -27,7 +30,7 @@ import urllib.parse
 from collections.abc import Mapping
 
 from sqreen_otel._shipping.event_model import EventExporter
-from sqreen_otel._shipping.export_result import SUCCESS, ExportOutcome, ExportStatus
+from sqreen_otel._shipping.export_result import SUCCESS, ExportOutcome, ExportStatus, time_left
 
 MAX_RESPONSE_BYTES = 64 * 1024
 _RETRYABLE = frozenset({408, 429})
@@ -124,9 +127,12 @@ class HttpTransport:
         """POST ``body``; the outcome of the answer (a network failure is retryable)."""
         all_headers = {**self._headers, **(headers or {}), "Content-Length": str(len(body))}
         for attempt in (0, 1):
+            seconds = time_left(self.timeout)
+            if seconds <= 0:
+                return ExportOutcome(ExportStatus.RETRY, detail="no time left before shutdown")
             reused = self._connection is not None
             connection = self._connect()
-            watchdog = _Watchdog(connection, self.timeout)
+            watchdog = _Watchdog(connection, seconds, self.timeout)
             try:
                 connection.request("POST", self._target, body=body, headers=all_headers)
                 response = connection.getresponse()
@@ -174,19 +180,32 @@ class HttpEventExporter(EventExporter):
 
 class _Watchdog:
     """Shuts a connection's socket down once ``seconds`` have passed: the socket timeout bounds
-    each read, not a whole exchange a server could drip out one byte at a time."""
+    each read, not a whole exchange a server could drip out one byte at a time.
 
-    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
+    Where no thread can start (Python 3.12+ once atexit runs), the socket timeout becomes
+    ``seconds`` for the exchange (connect included), then ``usual`` again: a hung server is
+    given up in time; one that drips its answer is bounded per read only.
+    """
+
+    def __init__(self, connection: http.client.HTTPConnection, seconds: float, usual: float) -> None:
         self.fired = False
         self._connection = connection
+        self._usual: float | None = None
         self._timer: threading.Timer | None = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
         try:
             self._timer.start()
         except RuntimeError:
-            # Python 3.12+ starts no thread once atexit runs: the last export at exit is bounded
-            # by the socket timeout per read (and by the shutdown deadline of its caller).
             self._timer = None
+            self._usual = usual
+            self._set_timeout(seconds)
+
+    def _set_timeout(self, seconds: float) -> None:
+        self._connection.timeout = seconds  # a connection to open
+        sock = self._connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(seconds)  # an open one
 
     def _fire(self) -> None:
         self.fired = True
@@ -198,6 +217,8 @@ class _Watchdog:
     def cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._usual is not None:
+            self._set_timeout(self._usual)  # a kept-alive connection's next request
 
     def detail(self, error: BaseException) -> str:
         return "request timed out" if self.fired else type(error).__name__

@@ -38,7 +38,7 @@ from sqreen_otel._guard import report_internal_error
 from sqreen_otel._log import log_every, logger
 from sqreen_otel._shipping import store as _store
 from sqreen_otel._shipping.event_model import EventExporter, SecurityEvent
-from sqreen_otel._shipping.export_result import ExportOutcome, ExportStatus
+from sqreen_otel._shipping.export_result import ExportOutcome, ExportStatus, export_deadline
 from sqreen_otel._shipping.pipeline import Backoff
 from sqreen_otel._stats import stats
 
@@ -206,6 +206,10 @@ class Drainer:
         result = _Result()
         if not self._wait_until_allowed(force, deadline):
             return result
+        with export_deadline(deadline):  # our HTTP exporters' requests end by it
+            return self._drain_allowed(deadline, result)
+
+    def _drain_allowed(self, deadline: float | None, result: _Result) -> _Result:
         try:
             db = self._db()
             cursor = _store.take_lease(db, self.route, self._owner, self._lease_s)

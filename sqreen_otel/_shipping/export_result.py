@@ -10,12 +10,18 @@
   find the events at fault, which are dropped alone and counted (``too_large`` for 413).
 
 A plain ``SpanExporter``'s FAILURE is treated as retryable.
+
+At shutdown the caller's deadline reaches our exporters through ``export_deadline``: a
+request made then never outlives it (``time_left``), even on the exiting thread.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import enum
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -54,3 +60,26 @@ def export_outcome(exporter: SpanExporter, spans: Sequence[ReadableSpan]) -> Exp
     if exporter.export(spans) is SpanExportResult.SUCCESS:
         return SUCCESS
     return ExportOutcome(ExportStatus.RETRY, detail="exporter returned FAILURE")
+
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "sqreen_otel_export_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def export_deadline(deadline: float | None) -> Iterator[None]:
+    """Exports made in this block end by ``deadline`` (``time.monotonic()``; None: no bound)."""
+    token = _deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def time_left(limit: float) -> float:
+    """Seconds an export may take now: ``limit``, or less when a deadline is in force."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return limit
+    return max(0.0, min(limit, deadline - time.monotonic()))
