@@ -11,6 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 
+from sqreen_otel import _sqlite
 from sqreen_otel._shipping import store as _store
 from sqreen_otel._shipping.event_model import EventExporter, SecurityEvent
 from sqreen_otel._shipping.export_result import SUCCESS, ExportOutcome, ExportStatus
@@ -30,8 +31,11 @@ class LocalStoreExporter(EventExporter):
         self._pid = 0
 
     def _db(self) -> sqlite3.Connection:
-        if self._connection is None or self._pid != os.getpid():
-            self._connection = _store.connect(self.path)  # a forked child never reuses the parent's
+        if self._connection is not None and self._pid != os.getpid():
+            _sqlite.abandon_inherited(self._connection)  # a forked child never uses the parent's
+            self._connection = None
+        if self._connection is None:
+            self._connection = _store.connect(self.path)
             self._pid = os.getpid()
         return self._connection
 
@@ -50,12 +54,15 @@ class LocalStoreExporter(EventExporter):
             try:
                 _store.insert(self._db(), rows, self._origin.id)
             except sqlite3.Error as exc:  # locked, disk full, read-only: keep the batch and retry
+                _sqlite.close_quietly(self._connection)  # ours: _db() opened it in this process
                 self._connection = None
                 return ExportOutcome(ExportStatus.RETRY, detail=f"sqlite: {type(exc).__name__}")
         return SUCCESS
 
     def shutdown(self) -> None:
         with self._lock:
-            if self._connection is not None and self._pid == os.getpid():
-                self._connection.close()
+            if self._pid == os.getpid():
+                _sqlite.close_quietly(self._connection)
+            else:
+                _sqlite.abandon_inherited(self._connection)
             self._connection = None

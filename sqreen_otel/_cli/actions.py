@@ -94,6 +94,8 @@ def run(arguments: argparse.Namespace, out: TextIO, fail: Callable[[str], int]) 
         return _add(store, arguments, out, fail)
     except StoreUnavailable as error:
         return fail(f"the action store ({store.description}) cannot be used: {error}")
+    finally:
+        store.close()
 
 
 def _add(store: Any, arguments: argparse.Namespace, out: TextIO, fail: Callable[[str], int]) -> int:

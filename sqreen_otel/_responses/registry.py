@@ -16,6 +16,7 @@ and the reason (``actions_rejected``).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -106,6 +107,7 @@ class ActionRegistry:
             self._wake.wait(self.refresh_s)
             self._wake.clear()
             if self._stopped:
+                self._close_store()  # stop() left it to us: we may have been using it
                 return
             self._refresh_guarded("actions refresh")
 
@@ -194,9 +196,28 @@ class ActionRegistry:
         """A synchronous first load (at configure, before the app serves); never raises."""
         self._refresh_guarded("actions load")
 
-    def stop(self) -> None:
-        self._stopped = True
+    def stop(self, wait: float = 0.0) -> None:
+        """Refresh no more (the actions in force stay) and close the store: here when no
+        refresher runs, else by the refresher itself once its refresh in progress is over
+        (waited for up to ``wait`` seconds)."""
+        if self._pid != os.getpid():
+            self._reset_thread()  # a forked child: the parent's refresher is not ours
+        with self._lock:
+            self._stopped = True
+            thread = self._thread
         self._wake.set()
+        if thread is not None and thread is not threading.current_thread() and wait > 0:
+            thread.join(wait)
+        if thread is None or not thread.is_alive():
+            self._close_store()
+
+    def _close_store(self) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.close()
+        except Exception as exc:  # noqa: BLE001 - stopping must not raise into the host
+            report_internal_error("action store close", exc)
 
     def actions(self) -> tuple[Action, ...]:
         return self._index.actions
@@ -207,10 +228,23 @@ _registry: ActionRegistry | None = None
 
 def use_registry(registry: ActionRegistry | None) -> None:
     """Enforce ``registry``'s actions from now on (None: enforcement off)."""
-    global _registry
+    global _registry, _exit_hook_registered  # noqa: PLW0603 - one exit hook for the process
     old, _registry = _registry, registry
     if old is not None and old is not registry:
         old.stop()
+    if registry is not None and not _exit_hook_registered:
+        atexit.register(_stop_at_exit)
+        _exit_hook_registered = True
+
+
+_exit_hook_registered = False
+
+
+def _stop_at_exit() -> None:
+    """At exit: the refresher stops and the store is closed (the actions in force stay)."""
+    registry = _registry
+    if registry is not None:
+        registry.stop(wait=1.0)  # a refresh in progress closes the store itself if it takes longer
 
 
 def current_index() -> ActionIndex:

@@ -25,6 +25,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from sqreen_otel import _sqlite
 from sqreen_otel._responses.actions import Unreadable
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -102,6 +103,9 @@ class ActionStore(Protocol):
     def remove(self, action_id: str) -> bool:
         """Delete an action; False if there was none with that id."""
 
+    def close(self) -> None:
+        """Release the store's connections (a later call may open new ones)."""
+
 
 def decode(action_id: object, body: object) -> object:
     """One stored action's JSON object; ``Unreadable`` (rejected alone, named by the key it is
@@ -158,7 +162,10 @@ class SqliteActionStore:
         self._pid = 0
 
     def _db(self) -> sqlite3.Connection:
-        if self._connection is None or self._pid != os.getpid():  # never a parent's connection
+        if self._connection is not None and self._pid != os.getpid():
+            _sqlite.abandon_inherited(self._connection)  # a forked child never uses the parent's
+            self._connection = None
+        if self._connection is None:
             try:
                 os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
                 connection = sqlite3.connect(
@@ -198,7 +205,7 @@ class SqliteActionStore:
                 self._create_schema(db)
             return work(db)
         except sqlite3.Error as error:
-            self._connection = None
+            self.close()  # suspect: the next call opens a new one
             raise StoreUnavailable(type(error).__name__) from None
 
     def _read(self, query: str) -> list[Any] | None:
@@ -265,8 +272,11 @@ class SqliteActionStore:
         return self._write([("DELETE FROM actions WHERE action_id = ?", (action_id,))]) > 0
 
     def close(self) -> None:
-        if self._connection is not None and self._pid == os.getpid():
-            self._connection.close()
+        """Close our connection (a later call opens a new one); a parent's is only abandoned."""
+        if self._pid == os.getpid():
+            _sqlite.close_quietly(self._connection)
+        else:
+            _sqlite.abandon_inherited(self._connection)
         self._connection = None
 
 

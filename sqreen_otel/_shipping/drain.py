@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
+from sqreen_otel import _sqlite
 from sqreen_otel._guard import report_internal_error
 from sqreen_otel._log import log_every, logger
 from sqreen_otel._shipping import store as _store
@@ -100,6 +101,8 @@ class Drainer:
         self._reset()
 
     def _reset(self) -> None:
+        if getattr(self, "_pid", None) not in (None, os.getpid()):
+            _sqlite.abandon_inherited(self._connection)  # a forked child: the parent's, not ours
         self._pid = os.getpid()
         self.exporter = self._factory()
         self._owner = _store.lease_owner()
@@ -188,17 +191,17 @@ class Drainer:
             size = self.settings.batch_size
             return _store.backlog(self._db(), self.route, at_most=size) >= size
         except sqlite3.Error:
-            self._connection = None
+            self._drop_connection()
             return False
 
     def _db(self) -> sqlite3.Connection:
-        if self._connection is None:
-            connection = _store.connect(self.path)
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = _store.connect(self.path)  # closed on error by the caller
             if not self._told_elsewhere:  # the first time in this process
                 self._told_elsewhere = True
                 self._report_waiting_elsewhere(connection)
-            self._connection = connection
-        return self._connection
+        return connection
 
     def _drain(self, *, force: bool, deadline: float | None) -> _Result:
         """Send what follows the cursor; ``force`` ignores our backoff, never a ``Retry-After``;
@@ -231,7 +234,7 @@ class Drainer:
                 _store.hold_lease(db, self.route, self._owner, hold_until)
             return result
         except sqlite3.Error as error:
-            self._connection = None
+            self._drop_connection()
             delay = self._backoff.delay(min(self._attempt, 6), None) + 0.5  # never a busy loop
             self._attempt += 1
             self._retry_at = time.monotonic() + delay
@@ -481,6 +484,9 @@ class Drainer:
             self.exporter.shutdown()
         except Exception as exc:  # noqa: BLE001 - shutting down must not raise into the host
             report_internal_error(f"{self.name} exporter shutdown", exc)
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        """Close ours (in error, or at shutdown); the next use opens a new one."""
+        connection, self._connection = self._connection, None
+        _sqlite.close_quietly(connection)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from sqreen_otel import _sqlite
 from sqreen_otel._guard import report_internal_error
 from sqreen_otel._log import log_every, logger
 from sqreen_otel._recording.routing import MAX_OPEN_CARRIER_S, end_open_carriers
@@ -71,6 +72,8 @@ class Spool:
         self._reset()
 
     def _reset(self) -> None:
+        if getattr(self, "_pid", None) not in (None, os.getpid()):
+            _sqlite.abandon_inherited(self._connection)  # a forked child: the parent's, not ours
         self._pid = os.getpid()
         self._cond = threading.Condition(threading.Lock())
         self._staged: collections.deque[tuple[ReadableSpan, int]] = collections.deque()
@@ -142,6 +145,9 @@ class Spool:
                 stopping = self._stopping
             self.write_staged()
             if stopping:
+                # Past a shutdown that did not wait for us (a store locked elsewhere): nobody
+                # else closes what we opened.
+                self._drop_connection()
                 return
 
     def write_staged(self) -> None:
@@ -200,7 +206,11 @@ class Spool:
         if self._connection is None:
             assert self.path is not None
             connection = _store.connect(self.path)
-            _store.register(connection, self.origin)  # before our first row: new cursors start before it
+            try:
+                _store.register(connection, self.origin)  # before our first row: new cursors start before it
+            except BaseException:
+                _sqlite.close_quietly(connection)
+                raise
             self._connection = connection
         return self._connection
 
@@ -225,7 +235,7 @@ class Spool:
 
     def _hold(self, rows: list[_store.Row], error: BaseException) -> None:
         """The disk refused the rows: keep them in memory, bounded, and say so (every minute)."""
-        self._connection = None
+        self._drop_connection()
         self._degraded = True
         self._held.extend(rows)
         dropped = 0
@@ -259,7 +269,12 @@ class Spool:
                 self._db(), self.settings.store_max_bytes, self.settings.store_max_age, self.origin.id
             )
         except (sqlite3.Error, OSError):
-            self._connection = None
+            self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        """A connection in error (writer thread): closed, the next write opens a new one."""
+        connection, self._connection = self._connection, None
+        _sqlite.close_quietly(connection)
 
     # -- control ------------------------------------------------------------------------------
 
@@ -312,9 +327,8 @@ class Spool:
             self._staged.clear()
             self._staged_events = 0
         _drop("shutdown_timeout", left)
-        if self._connection is not None and (thread is None or not thread.is_alive()):
-            self._connection.close()
-            self._connection = None
+        if thread is None or not thread.is_alive():
+            self._drop_connection()
 
 
 def _drop(reason: str, events: int) -> None:

@@ -145,18 +145,21 @@ def connect(path: str, timeout: float = 10.0) -> sqlite3.Connection:
         raise ValueError("a store path cannot contain NUL")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     connection = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
-    for attempt in range(_SETUP_ATTEMPTS):
-        try:
-            if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            _create_schema(connection)
-            return connection
-        except sqlite3.OperationalError:
-            if attempt == _SETUP_ATTEMPTS - 1:
-                connection.close()
-                raise
-            time.sleep(0.02 * (attempt + 1))
+    try:
+        for attempt in range(_SETUP_ATTEMPTS):
+            try:
+                if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+                _create_schema(connection)
+                return connection
+            except sqlite3.OperationalError:
+                if attempt == _SETUP_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
+    except BaseException:  # not a store, or never set up: the caller gets no connection to close
+        connection.close()
+        raise
     return connection
 
 
