@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import Tracer
 
 import sqreen_otel
+
+#: The ``open_store`` fixture (conftest): an event store opened for a test, closed at its end.
+OpenStore = Callable[[str | os.PathLike[str]], sqlite3.Connection]
 
 
 @dataclass

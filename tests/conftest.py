@@ -8,16 +8,18 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 import pytest
 from _servers import free_port
-from _support import Otel, make_otel
+from _support import OpenStore, Otel, make_otel
 from opentelemetry import context as otel_context
 
 from sqreen_otel._config import build_config, set_current_config
 from sqreen_otel._log import log_once
 from sqreen_otel._recording.routing import use_provider
+from sqreen_otel._shipping import store as _store
 from sqreen_otel._stats import stats
 
 
@@ -94,3 +96,10 @@ def _pings(client: object) -> bool:
         return bool(client.ping())  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - not up yet
         return False
+
+
+@pytest.fixture
+def open_store() -> Iterator[OpenStore]:
+    """Opens an event store as the library does (``store.connect``); closed at the test's end."""
+    with ExitStack() as stack:
+        yield lambda path: stack.enter_context(closing(_store.connect(os.fspath(path))))

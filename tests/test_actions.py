@@ -10,6 +10,7 @@ import json
 import os
 import random
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -304,13 +305,16 @@ def test_registry_reloads_a_changed_file_and_keeps_the_last_good_set(
 def test_the_sqlite_store_is_shared_and_versioned(tmp_path: Path) -> None:
     store = SqliteActionStore(str(tmp_path / "actions.db"))
     other = SqliteActionStore(str(tmp_path / "actions.db"))  # another process's view
-    before = other.version()
-    blocked = parse_action({**action(ip_cidr=["192.0.2.1"]), "created_at": time.time(), "duration": 60}, NOW)
-    store.put(blocked.to_json())
-    assert other.version() != before
-    assert other.list_actions() == [blocked.to_json()]
-    assert other.remove(blocked.action_id) and not other.remove(blocked.action_id)
-    assert store.list_actions() == []
+    with closing(store), closing(other):
+        before = other.version()
+        blocked = parse_action(
+            {**action(ip_cidr=["192.0.2.1"]), "created_at": time.time(), "duration": 60}, NOW
+        )
+        store.put(blocked.to_json())
+        assert other.version() != before
+        assert [raw["action_id"] for raw in other.list_actions()] == [blocked.action_id]
+        assert other.remove(blocked.action_id) and not other.remove(blocked.action_id)
+        assert store.list_actions() == []
 
 
 def test_an_unreadable_store_keeps_the_last_known_set(

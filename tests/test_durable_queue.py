@@ -13,13 +13,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from _instrumentations import needs
 from _receivers import Receiver, Reply, running
 from _servers import TESTS, Gunicorn
-from _support import make_otel
+from _support import OpenStore, make_otel
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
@@ -35,7 +36,7 @@ APP = TESTS / "queue_app.py"
 def rows(
     store: Path, query: str = "SELECT name, properties FROM events ORDER BY id"
 ) -> list[tuple[object, ...]]:
-    with sqlite3.connect(store) as db:
+    with closing(sqlite3.connect(store)) as db:
         return db.execute(query).fetchall()
 
 
@@ -309,8 +310,10 @@ def row(key: str, properties: str = "{}") -> tuple[object, ...]:
     return (key, 1, "e", "t", "{}", None, None, None, None, None, "{}", properties, "0", "0", "shop")
 
 
-def test_the_store_is_bounded_and_undelivered_drops_are_counted(tmp_path: Path) -> None:
-    db = _store.connect(str(tmp_path / "events.db"))
+def test_the_store_is_bounded_and_undelivered_drops_are_counted(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
+    db = open_store(tmp_path / "events.db")
     shop = _store.origin_for("shop", {"http": "https://collector.example/"})
     _store.register(db, shop)
     _store.insert(db, [row(f"k{i}") for i in range(50)], shop.id)
@@ -355,8 +358,8 @@ def test_the_explorer_opens_an_existing_store_without_creating_files(tmp_path: P
     assert sorted(path.name for path in tmp_path.iterdir()) == before
 
 
-def test_a_dead_processs_lease_is_taken_at_once(tmp_path: Path) -> None:
-    db = _store.connect(str(tmp_path / "events.db"))
+def test_a_dead_processs_lease_is_taken_at_once(tmp_path: Path, open_store: OpenStore) -> None:
+    db = open_store(tmp_path / "events.db")
     route = _store.origin_for("shop", {"http": "https://collector.example/"}).routes["http"]
     _store.register(db, _store.Origin("o", "shop", {"http": route}))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

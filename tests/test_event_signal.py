@@ -10,6 +10,7 @@ import threading
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,7 +208,7 @@ def test_logs_signal_without_a_logger_provider_says_so_and_keeps_the_events(tmp_
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.split() == ["False", "1"]
     assert "has no LoggerProvider" in completed.stderr
-    with sqlite3.connect(store) as db:
+    with closing(sqlite3.connect(store)) as db:
         assert db.execute("SELECT name FROM events").fetchall() == [("unlogged",)]
 
 

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +73,12 @@ def test_table_and_group_by_escape_control_characters(tmp_path: Path) -> None:
 
 def test_json_output_is_strict_and_inert(tmp_path: Path) -> None:
     store = hostile_store(tmp_path)
-    db = sqlite3.connect(store)  # a value no JSON parser accepts, as an older writer could leave it
-    db.execute(
-        "UPDATE events SET properties = '{\"x\": NaN, \"y\": Infinity}' WHERE name = 'users.login.failure'"
-    )
-    db.commit()
-    db.close()
+    with closing(sqlite3.connect(store)) as db:  # a value no JSON parser accepts, as an older writer left
+        db.execute(
+            'UPDATE events SET properties = \'{"x": NaN, "y": Infinity}\''
+            " WHERE name = 'users.login.failure'"
+        )
+        db.commit()
 
     def strict(constant: str) -> Any:
         raise ValueError(f"not JSON: {constant}")

@@ -12,6 +12,7 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 TESTS = Path(__file__).parent
@@ -60,10 +61,12 @@ def test_preloaded_workers_deliver_their_own_events_exactly_once(tmp_path: Path)
     (master,) = {master for _, master in answers}
     assert master not in workers  # the app was loaded once, in the master, before the fork
     assert len(workers) == 2, "both workers should have served (8 concurrent clients, 10 ms per request)"
-    rows = sqlite3.connect(store).execute(
-        "SELECT json_extract(properties, '$.request'), json_extract(properties, '$.pid') FROM events"
-    )
-    delivered = Counter(rows)
+    with closing(sqlite3.connect(store)) as db:
+        delivered = Counter(
+            db.execute(
+                "SELECT json_extract(properties, '$.request'), json_extract(properties, '$.pid') FROM events"
+            )
+        )
     expected = Counter({(str(n), worker): 1 for n, (worker, _) in zip(range(60), answers, strict=True)})
     warmup = [key for key in delivered if key[0] == "-1"]  # the warm-up request, whichever worker took it
     assert len(warmup) == 1 and delivered[warmup[0]] == 1, output

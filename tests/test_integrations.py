@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 import framework_apps
@@ -196,7 +197,8 @@ def test_a_blocked_user_is_answered_at_identify_and_the_request_span_ends(
         "action": "block_user",
         "parameters": {"users": [{"email": "mallory@example.com"}]},
     }
-    SqliteActionStore(str(store)).put(parse_action(block, 0.0).to_json())
+    with closing(SqliteActionStore(str(store))) as actions:
+        actions.put(parse_action(block, 0.0).to_json())
     sqreen_otel.configure(
         tracer_provider=otel.provider, exporter=otel.ours, heartbeat_delay=3600, actions_store=str(store)
     )

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -53,11 +54,11 @@ def run(*arguments: str) -> tuple[int, str]:
 
 def test_events_are_stored_in_wal_mode_with_their_request(tmp_path: Path) -> None:
     store = store_with_events(tmp_path)
-    db = sqlite3.connect(store)
-    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    rows = db.execute(
-        "SELECT name, user, client_ip, method, path, parameters FROM events ORDER BY id"
-    ).fetchall()
+    with closing(sqlite3.connect(store)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        rows = db.execute(
+            "SELECT name, user, client_ip, method, path, parameters FROM events ORDER BY id"
+        ).fetchall()
     assert len(rows) == 8
     assert rows[0] == (
         "users.login.failure",
@@ -78,7 +79,9 @@ def test_a_retried_batch_never_duplicates_rows(tmp_path: Path) -> None:
     exporter = LocalStoreExporter(store)
     exporter.export([span])
     exporter.export([span])  # the same batch again, as after a timeout on a write that succeeded
-    assert sqlite3.connect(store).execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
+    exporter.shutdown()
+    with closing(sqlite3.connect(store)) as db:
+        assert db.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
 
 
 def test_several_processes_write_one_store(tmp_path: Path) -> None:
@@ -88,12 +91,13 @@ def test_several_processes_write_one_store(tmp_path: Path) -> None:
         for label in ("a", "b", "c")
     ]
     assert [writer.wait(120) for writer in writers] == [0, 0, 0]
-    counts = dict(
-        sqlite3.connect(store).execute(
-            "SELECT json_extract(properties, '$.writer'), COUNT(DISTINCT json_extract(properties, '$.index'))"
-            " FROM events GROUP BY 1"
+    with closing(sqlite3.connect(store)) as db:
+        counts = dict(
+            db.execute(
+                "SELECT json_extract(properties, '$.writer'),"
+                " COUNT(DISTINCT json_extract(properties, '$.index')) FROM events GROUP BY 1"
+            )
         )
-    )
     assert counts == {"a": 150, "b": 150, "c": 150}
 
 

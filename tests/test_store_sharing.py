@@ -17,12 +17,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from _receivers import Receiver, Reply, running
 from _servers import TESTS
-from _support import make_otel
+from _support import OpenStore, make_otel
 from opentelemetry.trace import SpanKind
 
 import sqreen_otel
@@ -75,7 +76,7 @@ def test_apps_with_the_same_service_and_other_destinations_never_ship_each_other
             assert {item.headers["x-api-key"] for item in receiver.received} == {f"token-{run}"}
             runs = Counter(run_of(point) for point in points(receiver))
             assert set(runs) == {run}, f"{run}'s destination got {dict(runs)}"
-            with sqlite3.connect(store) as db:
+            with closing(sqlite3.connect(store)) as db:
                 (tracked,) = db.execute(
                     "SELECT COUNT(*) FROM events WHERE properties LIKE ?", (f'%"run":"{run}"%',)
                 ).fetchone()
@@ -84,8 +85,8 @@ def test_apps_with_the_same_service_and_other_destinations_never_ship_each_other
             assert set(ids.values()) == {1}
 
 
-def test_ids_are_never_reused_once_the_store_has_emptied(tmp_path: Path) -> None:
-    db = _store.connect(str(tmp_path / "events.db"))
+def test_ids_are_never_reused_once_the_store_has_emptied(tmp_path: Path, open_store: OpenStore) -> None:
+    db = open_store(tmp_path / "events.db")
     shop = _store.origin_for("shop", {"http": SHOP})
     route = shop.routes["http"]
     _store.register(db, shop)
@@ -100,8 +101,8 @@ def test_ids_are_never_reused_once_the_store_has_emptied(tmp_path: Path) -> None
     assert [r[0] for _, r in pending] == ["after0", "after1", "after2"]  # ids 6, 7, 8: after the cursor
 
 
-def test_one_apps_age_bound_never_deletes_another_apps_queue(tmp_path: Path) -> None:
-    db = _store.connect(str(tmp_path / "events.db"))
+def test_one_apps_age_bound_never_deletes_another_apps_queue(tmp_path: Path, open_store: OpenStore) -> None:
+    db = open_store(tmp_path / "events.db")
     shop = _store.origin_for("shop", {"http": SHOP})
     other = _store.origin_for("other-app", {})
     _store.register(db, shop)
@@ -116,10 +117,10 @@ def test_one_apps_age_bound_never_deletes_another_apps_queue(tmp_path: Path) -> 
 
 
 def test_a_size_bound_applied_by_another_app_is_reported_by_the_queue_that_lost_events(
-    tmp_path: Path,
+    tmp_path: Path, open_store: OpenStore
 ) -> None:
     store = tmp_path / "events.db"
-    db = _store.connect(str(store))
+    db = open_store(store)
     with running(Receiver()) as receiver:
         exporter = SqreenHttpExporter(receiver.url)
         shop = _store.origin_for("shop", {"http": exporter.destination})
@@ -152,7 +153,7 @@ CREATE TABLE events (
 
 
 def test_a_store_of_the_first_release_is_read_as_is_and_upgraded_without_losing_history(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], open_store: OpenStore
 ) -> None:
     store = tmp_path / "events.db"
     with sqlite3.connect(store) as old:  # as the recording-only release wrote it
@@ -167,7 +168,7 @@ def test_a_store_of_the_first_release_is_read_as_is_and_upgraded_without_losing_
     assert cli(["events", "--store", str(store), "--json", "--limit", "100"]) == 0  # before any upgrade
     assert len(capsys.readouterr().out.splitlines()) == 10
     assert cli(["events", "--store", str(store), "--service", "shop"]) == 0  # no such column: no match
-    db = _store.connect(str(store))  # a new app opens it: schema 3
+    db = open_store(store)  # a new app opens it: schema 3
     origin = _store.origin_for("shop", {})
     _store.insert(db, [row("new")], origin.id)
     _store.prune(db, 1 << 30, 7 * 86400, "shop")  # the default age bound
@@ -178,14 +179,14 @@ def test_a_store_of_the_first_release_is_read_as_is_and_upgraded_without_losing_
 
 
 def test_a_lease_outlives_a_slow_request_so_no_batch_is_sent_twice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, open_store: OpenStore
 ) -> None:
     """The first answer takes 3 s, within the exporter's 4 s timeout; another process keeps
     asking to drain meanwhile. (With the lease margin set to zero, only the exporter's own
     bound keeps the lease alive.)"""
     monkeypatch.setattr(_drain, "LEASE_MARGIN_S", 0.0)
     store = tmp_path / "events.db"
-    db = _store.connect(str(store))
+    db = open_store(store)
     with running(Receiver([Reply(200, hang=3.0)])) as receiver:
         origin = _store.origin_for("shop", {"http": SqreenHttpExporter(receiver.url).destination})
         _store.register(db, origin)
@@ -260,10 +261,10 @@ def test_one_request_takes_at_most_its_timeout_however_slowly_the_server_answers
 
 
 def test_a_process_waiting_for_anothers_lease_does_not_spin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, open_store: OpenStore
 ) -> None:
     store = tmp_path / "events.db"
-    db = _store.connect(str(store))
+    db = open_store(store)
     origin = _store.origin_for("shop", {"http": SHOP})
     route = origin.routes["http"]
     _store.register(db, origin)
@@ -361,7 +362,7 @@ def test_a_retry_after_binds_the_next_process(tmp_path: Path) -> None:
         env = exit_env(store, receiver.url, SQREEN_HEARTBEAT_DELAY="0.2")
         timed_exit(tmp_path, env)  # tries once, is told to come back in two minutes, exits
         assert len(receiver.attempts) == 1
-        with sqlite3.connect(store) as db:
+        with closing(sqlite3.connect(store)) as db:
             owner, until = db.execute("SELECT lease_owner, lease_until FROM deliveries").fetchone()
         assert owner == _store.RETRY_AFTER_OWNER and until > time.time() + 100
         timed_exit(tmp_path, env)  # the next process (a restart, a recycled worker) waits too
@@ -399,7 +400,7 @@ def test_a_non_finite_float_property_is_stored_as_text(tmp_path: Path, value: fl
         with otel.tracer.start_as_current_span("POST /x", kind=SpanKind.SERVER):
             sqreen_otel.track("scored", properties={"score": value})
         assert sqreen_otel.flush(5)
-    with sqlite3.connect(store) as db:
+    with closing(sqlite3.connect(store)) as db:
         (properties,) = db.execute("SELECT properties FROM events").fetchone()
     assert json.loads(properties) == {
         "score": {math.inf: "Infinity", -math.inf: "-Infinity"}.get(value, "NaN")
@@ -420,7 +421,7 @@ CREATE TABLE deliveries (
 """
 
 
-def test_a_schema_2_queue_is_still_delivered_after_the_upgrade(tmp_path: Path) -> None:
+def test_a_schema_2_queue_is_still_delivered_after_the_upgrade(tmp_path: Path, open_store: OpenStore) -> None:
     """Events a version with schema 2 queued (its destination was down) reach the destination
     once the upgraded app starts; what it had delivered is not sent again."""
     store = tmp_path / "events.db"
@@ -436,7 +437,7 @@ def test_a_schema_2_queue_is_still_delivered_after_the_upgrade(tmp_path: Path) -
     with running(Receiver()) as receiver:
         destination = SqreenHttpExporter(receiver.url).destination
         origin = _store.origin_for("shop", {"http": destination})
-        db = _store.connect(str(store))
+        db = open_store(store)
         _store.register(db, origin)
         _store.insert(db, [row("new")], origin.id)
         drainer = Drainer(
@@ -451,8 +452,10 @@ def test_a_schema_2_queue_is_still_delivered_after_the_upgrade(tmp_path: Path) -
         assert sorted(str(point["event_id"]) for point in points(receiver)) == ["k2", "k3", "k4", "new"]
 
 
-def test_an_apps_age_bound_follows_it_across_a_change_of_destination(tmp_path: Path) -> None:
-    db = _store.connect(str(tmp_path / "events.db"))
+def test_an_apps_age_bound_follows_it_across_a_change_of_destination(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
+    db = open_store(tmp_path / "events.db")
     before = _store.origin_for("shop", {"http": "https://collector.example/ token-1"})
     after = _store.origin_for("shop", {"http": "https://collector.example/ token-2"})  # a rotated token
     _store.register(db, before)
@@ -501,13 +504,15 @@ def test_a_batch_the_writer_holds_when_shutdown_times_out_is_counted(tmp_path: P
     assert sqreen_otel.stats()["events_dropped.shutdown_timeout"] == 3
 
 
-def test_a_drainer_that_finds_its_cursor_moved_stops_instead_of_sending_again(tmp_path: Path) -> None:
+def test_a_drainer_that_finds_its_cursor_moved_stops_instead_of_sending_again(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
     """Its lease expired during a long pause and another process delivered meanwhile: renewing
     finds the cursor elsewhere, so it never re-sends what the other delivered."""
     from sqreen_otel._shipping.drain import _LeaseLost, _Result
 
     store = tmp_path / "events.db"
-    db = _store.connect(str(store))
+    db = open_store(store)
     origin = _store.origin_for("shop", {"http": SHOP})
     route = origin.routes["http"]
     _store.register(db, origin)
@@ -524,9 +529,11 @@ def test_a_drainer_that_finds_its_cursor_moved_stops_instead_of_sending_again(tm
         drainer._send(db, 0, items, _Result())
 
 
-def test_store_errors_never_make_a_drainer_spin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_errors_never_make_a_drainer_spin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, open_store: OpenStore
+) -> None:
     store = tmp_path / "events.db"
-    db = _store.connect(str(store))
+    db = open_store(store)
     origin = _store.origin_for("shop", {"http": SHOP})
     _store.register(db, origin)
     _store.insert(db, [row(f"k{i}") for i in range(50)], origin.id)

@@ -7,6 +7,7 @@ the client's own header with the address the proxy saw appended at the right end
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from _instrumentations import needs
@@ -20,10 +21,11 @@ BY_SIZE = "6.6.6.6, " + "x" * 7000  # inside gunicorn's 8190-byte header limit
 
 
 def client_ips(store: Path) -> dict[str, str]:
-    rows = sqlite3.connect(store).execute(
-        "SELECT json_extract(properties, '$.id'), client_ip FROM events WHERE name = 'request.tagged'"
-    )
-    return dict(rows.fetchall())
+    with closing(sqlite3.connect(store)) as db:
+        rows = db.execute(
+            "SELECT json_extract(properties, '$.id'), client_ip FROM events WHERE name = 'request.tagged'"
+        )
+        return dict(rows.fetchall())
 
 
 def serve(tmp_path: Path, requests: dict[str, dict[str, str]], **settings: str) -> dict[str, str]:
