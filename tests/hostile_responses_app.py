@@ -3,15 +3,12 @@ SPA fallbacks, proxies and file views have) and a login that identifies its user
 
 from __future__ import annotations
 
-from typing import Any
-
 import flask
+from _flask_instrumented import instrument
 from opentelemetry import trace
-from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
 import sqreen_otel
-from sqreen_otel.wsgi import SqreenMiddleware
 
 trace.set_tracer_provider(TracerProvider())
 sqreen_otel.configure()
@@ -35,6 +32,4 @@ def login() -> str:
     return "welcome"
 
 
-instrumentor: Any = FlaskInstrumentor()
-instrumentor.instrument_app(app)
-app.wsgi_app = SqreenMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+instrument(app)

@@ -16,18 +16,16 @@ the worker's pid), so a test can tell whether a view ran, and in which process.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
-from typing import Any
 
 import flask
+from _flask_instrumented import instrument
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 import sqreen_otel
-from sqreen_otel.wsgi import SqreenMiddleware
 
 provider = TracerProvider()
 trace.set_tracer_provider(provider)
@@ -93,13 +91,4 @@ def blocked() -> str:
     return str(sqreen_otel.is_blocked({"email": user} if user else None))
 
 
-if importlib.util.find_spec("opentelemetry.instrumentation.flask") is not None:
-    from opentelemetry.instrumentation.flask import FlaskInstrumentor
-
-    instrumentor: Any = FlaskInstrumentor()  # untyped upstream
-    instrumentor.instrument_app(app)
-    app.wsgi_app = SqreenMiddleware(app.wsgi_app)  # type: ignore[method-assign]
-else:  # a release without a Flask instrumentation (0.66b2): the WSGI one, as such apps do
-    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
-
-    app.wsgi_app = SqreenMiddleware(OpenTelemetryMiddleware(app.wsgi_app))  # type: ignore[method-assign]
+instrument(app)

@@ -9,6 +9,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -349,7 +350,9 @@ def test_the_live_evaluator_waits_out_an_unusable_action_store_then_fires(tmp_pa
     blocker.unlink()
     blocker.mkdir()  # the store comes back: the retried batch fires the playbook
     wait_for(lambda: sqreen_otel.stats().get("playbook_firings", 0) == 1, timeout=20)
-    (action,) = SqliteActionStore(str(actions)).list_actions()
+    with closing(SqliteActionStore(str(actions))) as store:
+        (action,) = store.list_actions()
+    assert isinstance(action, dict)
     assert action["action"] == "block_ip" and action["parameters"]["ip_cidr"] == ["203.0.113.50/32"]
     login_failures(otel, "203.0.113.50", ["d"])  # within the cool-down: no second firing
     sqreen_otel.flush(5)

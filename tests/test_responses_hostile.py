@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -44,8 +45,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-P", "-m", "sqreen_otel", *argv],
+        [sys.executable, "-m", "sqreen_otel", *argv],
         env=clean_env(**env),
+        cwd=tempfile.gettempdir(),  # never the repository root (its sources would shadow the install)
         capture_output=True,
         text=True,
         timeout=60,
@@ -56,8 +58,9 @@ def cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
 def run_script(code: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``code`` in a fresh interpreter (configure() is process-global)."""
     return subprocess.run(
-        [sys.executable, "-P", "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", textwrap.dedent(code)],
         env=clean_env(SQREEN_EXPORTER="none", **env),
+        cwd=tempfile.gettempdir(),  # never the repository root (`python -P` needs 3.11)
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -77,12 +77,18 @@ class PlaybookEvaluator(EventExporter):
         source: PlaybookFile,
         windows: Callable[[], Windows],
         reactor: Reactor,
+        close: Callable[[], None] = lambda: None,
     ) -> None:
         self._source = source
         self._windows_factory = windows
         self._windows: Windows | None = None
         self._reactor = reactor
         self._engine: Engine | None = None
+        self._close = close
+
+    def shutdown(self) -> None:
+        """At shutdown (the drainer's close): release the action store and Redis connections."""
+        self._close()
 
     @property
     def destination(self) -> str:
@@ -128,12 +134,13 @@ def evaluator_factory(config: Config) -> Callable[[], PlaybookEvaluator]:
     path = config.playbooks_file
 
     def build() -> PlaybookEvaluator:
-        store: list[ActionStore] = []
+        stores: list[ActionStore] = []  # opened when first used, closed at shutdown
+        clients: list[Any] = []
 
         def shared_store() -> ActionStore:
-            if not store:
-                store.append(action_store(config))
-            return store[0]
+            if not stores:
+                stores.append(action_store(config))
+            return stores[0]
 
         def windows() -> Windows:
             if config.redis_url is None:
@@ -152,11 +159,18 @@ def evaluator_factory(config: Config) -> Callable[[], PlaybookEvaluator]:
             client: Any = redis.Redis.from_url(
                 config.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
             )
+            clients.append(client)
             return RedisWindows(client, config.redis_prefix)
 
-        scrubber = scrubber_for(config)
-        return PlaybookEvaluator(
-            PlaybookFile(path), windows, Reactor(shared_store, Notifier(scrubber.scrub_mapping))
-        )
+        def close() -> None:
+            for item in (*stores, *clients):
+                item.close()
+            stores.clear()
+            clients.clear()
+
+        source = PlaybookFile(path)
+        source.refresh()  # at configure(): an invalid file is reported at start-up, in every process
+        reactor = Reactor(shared_store, Notifier(scrubber_for(config).scrub_mapping))
+        return PlaybookEvaluator(source, windows, reactor, close)
 
     return build

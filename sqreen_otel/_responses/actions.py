@@ -213,6 +213,14 @@ def safe_redirect_url(value: object) -> str:
         raise ActionError("parameters.url is not a valid URL (host or port)") from None
     if parts.scheme.lower() not in ("http", "https") or not hostname:
         raise ActionError("parameters.url must be an absolute http:// or https:// URL")
+    host = parts.netloc.rpartition("@")[2]
+    if host.startswith("["):  # Python 3.10's urlsplit takes any text in brackets
+        try:
+            ipaddress.IPv6Address(host[1:].partition("]")[0])
+        except ValueError:
+            raise ActionError("parameters.url is not a valid URL (host or port)") from None
+    elif "[" in host or "]" in host:
+        raise ActionError("parameters.url is not a valid URL (host or port)")
     if parts.username is not None or parts.password is not None:
         raise ActionError("parameters.url must not hold credentials")
     return value
