@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.dev-installed
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: test lint typecheck unit services compat-ends compat demo bench clean
+.PHONY: test lint typecheck unit services compat-ends compat demo ui bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +34,18 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-# Services the tests start themselves (a real Redis server): installed from Debian when missing.
+# What the tests start themselves, installed from Debian when missing: a real Redis server, and
+# a headless chromium with its chromedriver (the web Event Explorer's browser tests).
+DEBIAN_PACKAGES := redis-server chromium chromium-driver
 services:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		echo "installing redis-server (Debian) for the tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (Debian) for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 # The dev venv has every framework instrumentation: none of their tests may skip here.
 unit: $(DEV_STAMP) services
@@ -55,11 +62,16 @@ compat: $(DEV_STAMP) services
 
 test: lint typecheck unit compat-ends
 
+# The demo keeps its events in .demo/ (replaced at each run); `make ui` explores them.
+DEMO_STORE ?= $(CURDIR)/.demo/events.db
 demo: $(DEMO_STAMP)
-	$(BIN)/python examples/demo.py
+	SQREEN_DEMO_STORE=$(DEMO_STORE) $(BIN)/python examples/demo.py
+
+ui: $(DEMO_STAMP)
+	$(BIN)/sqreen-otel ui --store $(DEMO_STORE)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .venv-compat .mypy_cache .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-compat .demo .mypy_cache .pytest_cache .ruff_cache *.egg-info

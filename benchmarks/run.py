@@ -592,6 +592,65 @@ def bench_evaluator(events: int = 200_000) -> list[str]:
     ]
 
 
+def bench_explorer(events: int = 1_000_000) -> list[str]:
+    """(l) the web Event Explorer's main views on a store of a million events (a week of them,
+    50,000 users, 10,000 IPs): how long each API answer takes, median of 5, fresh connections."""
+    import sqlite3
+    import tempfile
+
+    from sqreen_otel._shipping import store as _store
+    from sqreen_otel._ui.api import Api, Context
+
+    names = ["users.login.failure", "users.login.success", "users.signup", "payment.purchase", "sq.identify"]
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/events.db"
+        _store.connect(path).close()  # the schema, as the app creates it
+        now_ns = time.time_ns()
+        step = int(7 * 86400 * 1e9 / events)
+        began = time.perf_counter()
+        db = sqlite3.connect(path)
+        db.execute(
+            "INSERT INTO events (event_key, time_ns, name, type, user, client_ip, user_agent, method, path,"
+            " route, parameters, properties, trace_id, span_id, service, stored_ns, origin)"
+            " WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+            " SELECT 'k' || i, ? - i * ?, CASE i % 7 WHEN 0 THEN ? WHEN 1 THEN ? WHEN 2 THEN ? WHEN 3 THEN ?"
+            " ELSE ? END, 'auth', json_object('email', 'user' || (i * 7919 % 50000) || '@example.com'),"
+            " '10.' || (i % 40) || '.' || (i * 31 % 250) || '.1', 'bench/1.0', 'POST', '/login', '/login',"
+            " '{}', json_object('attempt', i % 5), printf('%032x', i), printf('%016x', i), 'shop', ?, ''"
+            " FROM n",
+            (events, now_ns, step, names[0], names[0], names[1], names[2], names[4], now_ns),
+        )
+        db.commit()
+        db.close()
+        built = time.perf_counter() - began
+        api = Api(Context(path, lambda: None, None, None, True))  # type: ignore[arg-type, return-value]
+
+        def timed(call: Callable[[], object]) -> float:
+            samples = []
+            for _ in range(5):
+                start = time.perf_counter()
+                call()
+                samples.append(time.perf_counter() - start)
+            return statistics.median(samples) * 1000
+
+        views = [
+            ("timeline, last 24 h per minute", lambda: api.timeline({"since": "24h", "bucket": "60"})),
+            ("timeline, the whole week per hour", lambda: api.timeline({"since": "8d", "bucket": "3600"})),
+            ("group by IP, last 24 h", lambda: api.groups({"since": "24h", "by": "ip"})),
+            (
+                "group by IP, login failures, last 24 h",
+                lambda: api.groups({"since": "24h", "by": "ip", "name": names[0]}),
+            ),
+            ("group by user, the whole week", lambda: api.groups({"since": "8d", "by": "user"})),
+            ("latest 100 events", lambda: api.events({"since": "24h", "limit": "100"})),
+            ("one IP's latest 100 events", lambda: api.events({"ip": "10.7.217.1", "limit": "100"})),
+            ("one event", lambda: api.event({"id": str(events // 2)})),
+        ]
+        lines = [f"(l) the web Event Explorer on {events:,} events (built in {built:.1f} s), median of 5:"]
+        lines.extend(f"    {name}: {timed(call):,.0f} ms" for name, call in views)
+    return lines
+
+
 def bench_memory() -> list[str]:
     """(e) RAM of queued events (a process of its own: benchmarks/memory.py)."""
     import json
@@ -636,6 +695,7 @@ def main(argv: list[str]) -> int:
         + bench_scrub_worst_case(rounds)
         + bench_ip_lookup(min(rounds, 11))
         + bench_evaluator()
+        + bench_explorer()
         + bench_memory()
     )
     for line in lines:

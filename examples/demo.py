@@ -4,7 +4,11 @@
 2. sends realistic traffic: signups, a burst of login failures with passwords in the query
    string, a login, purchases with card numbers in their properties, a password reset;
 3. flushes sqreen-otel's pipeline (scrubbing happens there) into the local SQLite store;
-4. shows the stored events with ``sqreen-otel events``, then which IPs failed to log in.
+4. shows the stored events with ``sqreen-otel events``, then which IPs failed to log in;
+5. says how to open them in the web Event Explorer (``make ui``).
+
+The store is ``$SQREEN_DEMO_STORE`` (``make demo``: ``.demo/events.db``, replaced at each run), or
+a new temporary folder.
 
 The app's own traces go nowhere here (a null exporter stands in for the usual OTLP one).
 """
@@ -96,7 +100,15 @@ def explorer(store: str, *arguments: str) -> None:
 
 
 def main() -> None:
-    store = os.path.join(tempfile.mkdtemp(prefix="sqreen-demo-"), "events.db")
+    store = os.environ.get("SQREEN_DEMO_STORE") or os.path.join(
+        tempfile.mkdtemp(prefix="sqreen-demo-"), "events.db"
+    )
+    os.makedirs(os.path.dirname(store), exist_ok=True)
+    actions = os.path.join(os.path.dirname(store), "actions.db")  # the default, beside the store
+    for stale in (store, actions):  # each run starts afresh: no events, no blocks from before
+        for path in (stale, stale + "-wal", stale + "-shm"):
+            if os.path.exists(path):
+                os.remove(path)
     provider = setup_tracing(NullExporter(), exporter="local", local_store=store)
     server = make_server("127.0.0.1", 0, create_app(), threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -113,6 +125,8 @@ def main() -> None:
     explorer(store, "--limit", "20")
     explorer(store, "--name", "users.login.failure", "--group-by", "ip")
     explorer(store, "--name", "users.login.failure", "--group-by", "param.password")
+    print("The same events in your browser (timeline, group-by, blocking an IP from its page):")
+    print(f"  make ui    (or: sqreen-otel ui --store {store})", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,3 +30,4 @@ def test_demo_stores_scrubbed_events_and_explores_them(tmp_path: Path) -> None:
     assert any(line.startswith("<Redacted by Sqreen>  7") for line in lines)  # every planted password
     for secret in PLANTED:
         assert secret not in output
+    assert "make ui" in lines[-1]  # how to open the same events in the web Event Explorer

@@ -14,12 +14,13 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from sqreen_otel._cli.output import table
 from sqreen_otel._config import current_config
 from sqreen_otel._display import safe_text
+from sqreen_otel._explorer import query
 from sqreen_otel._playbooks.engine import Engine, Firing
 from sqreen_otel._playbooks.fields import Observed
 from sqreen_otel._playbooks.react import action_for
@@ -62,10 +63,9 @@ def run(arguments: argparse.Namespace, out: TextIO, fail: Callable[[str], int]) 
             print(safe_text(line), file=out)
         print(f"{len(playbooks)} playbook(s) valid in {safe_text(arguments.file)}", file=out)
         return 0
-    watched = frozenset().union(*(playbook.watched for playbook in playbooks)) if playbooks else frozenset()
     try:
         events = (
-            _from_store(arguments.store or current_config().local_store, watched)
+            _from_store(arguments.store or current_config().local_store, playbooks)
             if arguments.from_store
             else _from_lines(arguments.events)
         )
@@ -78,36 +78,47 @@ def run(arguments: argparse.Namespace, out: TextIO, fail: Callable[[str], int]) 
     return 0
 
 
-def replay(playbooks: tuple[Playbook, ...], events: Iterator[Observed]) -> list[Firing]:
+def replay(playbooks: tuple[Playbook, ...], events: Iterable[Observed]) -> list[Firing]:
     """The firings of ``playbooks`` over ``events`` (in time order), in memory, acting on nothing."""
     engine = Engine(playbooks, MemoryWindows())
     return engine.observe_all(sorted(events, key=lambda event: event.time))
 
 
-def _from_store(path: str, names: frozenset[str]) -> Iterator[Observed]:
+def _from_store(path: str, playbooks: tuple[Playbook, ...]) -> list[Observed]:
     try:
         mode = os.stat(path).st_mode
     except OSError:
         raise ValueError(f"no event store at {path} (set SQREEN_LOCAL_STORE or --store)") from None
     if not stat.S_ISREG(mode):
         raise ValueError(f"{path} is not an event store (not a regular file)")
-    if not names:
-        return
     db = open_read_only(path)
     try:
-        marks = ",".join("?" * len(names))
-        query = (
-            "SELECT event_key, time_ns, name, type, user, client_ip, user_agent, method, path, route,"
-            " parameters, properties, trace_id, span_id"
-            f" FROM events WHERE name IN ({marks}) ORDER BY time_ns, id"
-        )
-        for row in db.execute(query, sorted(names)):
-            try:
-                yield Observed.from_event(event_from_row(row))
-            except ValueError:
-                continue  # a corrupt row: the others still replay
+        return list(store_events(db, playbooks))
     finally:
         db.close()
+
+
+def store_events(
+    db: sqlite3.Connection,
+    playbooks: tuple[Playbook, ...],
+    since: int | None = None,
+    until: int | None = None,
+) -> Iterator[Observed]:
+    """The stored events the playbooks watch, oldest first (``since``/``until``: ns bounds)."""
+    names = sorted(frozenset().union(*(playbook.watched for playbook in playbooks))) if playbooks else []
+    if not names:
+        return
+    clause, values = query.where(query.Filters(names=tuple(names), since=since, until=until))
+    rows = db.execute(
+        "SELECT event_key, time_ns, name, type, user, client_ip, user_agent, method, path, route,"
+        f" parameters, properties, trace_id, span_id FROM events{clause} ORDER BY time_ns, id",
+        values,
+    )
+    for row in rows:
+        try:
+            yield Observed.from_event(event_from_row(row))
+        except (ValueError, TypeError, RecursionError):
+            continue  # a corrupt row: the others still replay
 
 
 def _from_lines(path: str) -> Iterator[Observed]:
@@ -147,19 +158,23 @@ def _would_do(firing: Firing) -> list[str]:
     return done
 
 
+def firing_record(firing: Firing) -> dict[str, Any]:
+    """A firing as ``playbooks test --json`` prints it (and the web explorer's dry run shows it)."""
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(firing.at)),
+        "playbook": firing.playbook.name,
+        "group_by": firing.playbook.group_by.text,
+        "group": firing.group,
+        "count": firing.reached,
+        "window_seconds": firing.playbook.window,
+        "would": _would_do(firing),
+    }
+
+
 def _print(firings: list[Firing], as_json: bool, out: TextIO) -> None:
     if as_json:
         for firing in firings:
-            record = {
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(firing.at)),
-                "playbook": firing.playbook.name,
-                "group_by": firing.playbook.group_by.text,
-                "group": firing.group,
-                "count": firing.reached,
-                "window_seconds": firing.playbook.window,
-                "would": _would_do(firing),
-            }
-            out.write(json.dumps(record, ensure_ascii=True, allow_nan=False) + "\n")
+            out.write(json.dumps(firing_record(firing), ensure_ascii=True, allow_nan=False) + "\n")
         return
     if not firings:
         out.write("no playbook would fire\n")
