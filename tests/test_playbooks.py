@@ -79,7 +79,7 @@ def fired(engine: Engine, events: list[Observed]) -> list[tuple[str, str, float]
             BRUTE + '  [[playbooks.where]]\n  field = "path"\n  regex = "("\n',
             11,
             "where[0]",
-            "invalid pattern",
+            "not a pattern RE2 accepts",
         ),
         (BRUTE + BRUTE, 13, "playbooks[1].name", "a second playbook"),
         ("[[playbooks]\nname = 1", 1, "", "not valid TOML"),
@@ -392,3 +392,28 @@ threshold = "{threshold} in 1m"
   type = "block_ip"
   duration = "1h"
 """
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_events_read_out_of_time_order_fire_as_a_replay_sorted_by_time_does(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Workers write to the store in their own rhythm: the evaluator reads events in store
+    order, not time order. The last event read may be the oldest: it completes the window that
+    ends at the newest, as in a replay sorted by time (one firing, same group)."""
+    if backend == "redis":
+        import redis
+
+        url, _ = request.getfixturevalue("redis_url")
+        windows: MemoryWindows | RedisWindows = RedisWindows(redis.Redis.from_url(url), "order:")
+    else:
+        windows = MemoryWindows()
+    rules = parse_text(BRUTE)
+    shuffled = [fail(t) for t in (5.0, 9.0, 1.0)]  # store order: the oldest comes last
+    live = [(f.playbook.name, f.group) for f in Engine(rules, windows).observe_all(shuffled)]
+    replayed = [
+        (f.playbook.name, f.group) for f in Engine(rules, MemoryWindows()).observe_all(sorted(shuffled))
+    ]
+    assert live == replayed == [("brute", "ann")]
+    late = fail(200.0)  # far from the others: still one of 3 only
+    assert Engine(rules, MemoryWindows()).observe_all([fail(300.0), fail(301.0), late]) == []

@@ -133,9 +133,12 @@ def _from_lines(path: str) -> Iterator[Observed]:
                 if not isinstance(record, dict):
                     raise ValueError("not a JSON object")
                 yield Observed.from_json(record)
-            except ValueError as error:
+            except (ValueError, TypeError, RecursionError) as error:
+                reason = (
+                    "nested too deeply" if isinstance(error, RecursionError) else safe_text(str(error)[:120])
+                )
                 raise ValueError(
-                    f"{path}:{number}: not an event of `sqreen-otel events --json` ({error})"
+                    f"{path}:{number}: not an event of `sqreen-otel events --json` ({reason})"
                 ) from None
 
 

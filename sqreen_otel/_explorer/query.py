@@ -69,8 +69,17 @@ def parse_time(value: str, now: dt.datetime | None = None) -> int:
     return min(max(int((moment - _EPOCH).total_seconds() * 1e9), 0), 2**63 - 1)  # fits SQLite's int64
 
 
-def json_path(key: str) -> str:
-    return "$." + json.dumps(key)  # a quoted member: keys may contain dots
+def member(column: str, key: str, first: bool = False) -> tuple[str, list[Any]]:
+    """SQL for the member ``key`` of a JSON object column (keys may hold dots, quotes, anything):
+    a quoted JSON path when SQLite's paths can name it, else a lookup among the object's keys
+    (its paths do not unescape a quote or a backslash). ``first``: the member's first item
+    (query parameters are lists)."""
+    if '"' not in key and "\\" not in key:
+        return f"json_extract({column}, ?)", [
+            "$." + json.dumps(key, ensure_ascii=False) + ("[0]" if first else "")
+        ]
+    value = "json_extract(value, '$[0]')" if first else "value"
+    return f"(SELECT {value} FROM json_each(events.{column}) WHERE key = ?)", [key]
 
 
 def group_expression(field: str) -> tuple[str, list[Any]]:
@@ -80,10 +89,10 @@ def group_expression(field: str) -> tuple[str, list[Any]]:
         return FIELDS[field], []
     for prefix, column in (("user.", "user"), ("properties.", "properties"), ("property.", "properties")):
         if field.startswith(prefix):
-            return f"json_extract({column}, ?)", [json_path(field[len(prefix) :])]
+            return member(column, field[len(prefix) :])
     if field.startswith(("param.", "parameters.")):
-        return "json_extract(parameters, ?)", [json_path(field.split(".", 1)[1]) + "[0]"]
-    return "json_extract(properties, ?)", [json_path(field)]
+        return member("parameters", field.split(".", 1)[1], first=True)
+    return member("properties", field)
 
 
 def where(filters: Filters) -> tuple[str, list[Any]]:
@@ -107,16 +116,18 @@ def where(filters: Filters) -> tuple[str, list[Any]]:
     if filters.user:
         key, sep, wanted = filters.user.partition("=")
         if sep:
-            clauses.append("CAST(json_extract(user, ?) AS TEXT) = ?")
-            values.extend([json_path(key), wanted])
+            expression, parameters = member("user", key)
+            clauses.append(f"CAST({expression} AS TEXT) = ?")
+            values.extend([*parameters, wanted])
         else:
             clauses.append(
                 "EXISTS (SELECT 1 FROM json_each(events.user) WHERE CAST(json_each.value AS TEXT) = ?)"
             )
             values.append(filters.user)
     for key, wanted in filters.properties:
-        clauses.append("CAST(json_extract(properties, ?) AS TEXT) = ?")
-        values.extend([json_path(key), wanted])
+        expression, parameters = member("properties", key)
+        clauses.append(f"CAST({expression} AS TEXT) = ?")
+        values.extend([*parameters, wanted])
     if filters.since is not None:
         clauses.append("time_ns >= ?")
         values.append(filters.since)

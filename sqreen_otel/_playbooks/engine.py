@@ -56,7 +56,8 @@ class Engine:
         """The firings of ``events`` (in order), as if observed one by one; the windows see
         the whole batch at once (one Redis round trip for the counts, one for the claims)."""
         operations: list[Add | Count] = []
-        checks: list[tuple[int, int | None, Playbook, str, Observed]] = []  # (add, after count, ...)
+        # (the Add's index, the after Count's index, playbook, group, event, the event's identity)
+        checks: list[tuple[int, int | None, Playbook, str, Observed, str]] = []
         for event in events:
             for playbook, is_trigger in self._roles.get(event.name, ()):
                 group = playbook.group_by.get(event)
@@ -64,7 +65,7 @@ class Engine:
                     continue  # nothing to group by: the event does not count
                 text = group_text(group)
                 key = f"{playbook.name}\x00{text}"
-                member = event.key or f"#{self._unkeyed}:{next(self._serial)}"
+                identity = member = event.key or f"#{self._unkeyed}:{next(self._serial)}"
                 if not is_trigger:
                     operations.append(
                         Add(key + "\x00after", member, event.time, playbook.window, playbook.after_threshold)
@@ -81,7 +82,7 @@ class Engine:
                 if playbook.after_events:
                     after = len(operations)
                     operations.append(Count(key + "\x00after", event.time, playbook.window))
-                checks.append((len(operations), after, playbook, text, event))
+                checks.append((len(operations), after, playbook, text, event, identity))
                 operations.append(Add(key, member, event.time, playbook.window, playbook.threshold))
         if not checks:
             if operations:
@@ -89,20 +90,20 @@ class Engine:
             return []
         counts = self.windows.apply(operations)
         crossed = [
-            (counts[add], playbook, text, event)
-            for add, after, playbook, text, event in checks
+            (counts[add], playbook, text, event, identity)
+            for add, after, playbook, text, event, identity in checks
             if counts[add] >= playbook.threshold
             and (after is None or counts[after] >= playbook.after_threshold)
         ]
         claimed = self.windows.claim(
             [
-                (f"{playbook.name}\x00{text}", event.time, playbook.cooldown)
-                for _, playbook, text, event in crossed
+                (f"{playbook.name}\x00{text}", event.time, playbook.cooldown, identity)
+                for _, playbook, text, event, identity in crossed
             ]
         )
         return [
             Firing(playbook, text, count, event.time, event)
-            for (count, playbook, text, event), first in zip(crossed, claimed, strict=True)
+            for (count, playbook, text, event, _), first in zip(crossed, claimed, strict=True)
             if first  # fired already in this cool-down: one attacker, one firing
         ]
 

@@ -1,8 +1,9 @@
 """What a firing does: security actions into the shared store, a webhook notification, a log
 line, and the ``sq.playbook.<name>`` event.
 
-Action ids are derived from the playbook and the group (``playbook-<name>-<hash>``): a firing
-carried out twice (a batch retried) or by two hosts writes one action, not two.
+Action ids are derived from the playbook, the response and its target
+(``playbook-<name>-<hash>-<kind>``): a firing carried out twice (a batch retried) or by two
+hosts writes one action, not two, and a target firing again extends its action.
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ def playbook_event_name(name: str) -> str:
     return f"sq.playbook.{name}"
 
 
-def action_id(firing: Firing) -> str:
-    digest = hashlib.sha256(f"{firing.playbook.name}\x00{firing.group}".encode("utf-8", "surrogatepass"))
-    return f"playbook-{firing.playbook.name}-{digest.hexdigest()[:16]}"
+def action_id(firing: Firing, kind: str, target: object) -> str:
+    """One id per playbook, response and target: the same target firing again extends its
+    action, another target (a second IP for the same account) gets its own."""
+    text = json.dumps([firing.playbook.name, kind, target], sort_keys=True, ensure_ascii=False, default=str)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"playbook-{firing.playbook.name}-{digest}-{kind}"
 
 
 def action_for(firing: Firing, response: Response, now: float) -> dict[str, Any] | None:
@@ -67,8 +71,9 @@ def action_for(firing: Firing, response: Response, now: float) -> dict[str, Any]
         parameters["users"] = [user]
     if response.url is not None:
         parameters["url"] = response.url
+    target = parameters.get("ip_cidr") or parameters.get("users")
     return {
-        "action_id": f"{action_id(firing)}-{response.kind}",
+        "action_id": action_id(firing, response.kind, target),
         "action": response.kind,
         "created_at": now,
         "duration": response.duration,

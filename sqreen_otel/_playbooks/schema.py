@@ -14,6 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import re2  # type: ignore[import-untyped]  # google-re2: linear-time matching
+
+from sqreen_otel._display import safe_text
 from sqreen_otel._durations import parse_duration
 from sqreen_otel._playbooks.fields import FieldPath, parse_field
 from sqreen_otel._responses.actions import MAX_DURATION_S, ActionError, safe_redirect_url
@@ -26,6 +29,7 @@ else:  # pragma: no cover - Python 3.10
 MAX_FILE_BYTES: Final = 1024 * 1024
 MAX_PLAYBOOKS: Final = 256
 MAX_REGEX_CHARS: Final = 512
+MAX_MATCHED_CHARS: Final = 4096  # of an event's value; RE2 matches in time linear in it
 MAX_WINDOW_S: Final = 7 * 86400.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _THRESHOLD = re.compile(r"\s*(\d{1,9})\s+in\s+(\S+)\s*")
@@ -58,8 +62,27 @@ class Condition:
             return bool(_text(found) == self.value)
         if self.operator == "in":
             return _text(found) in self.value
-        pattern: re.Pattern[str] = self.value
-        return pattern.search(_text(found)[:4096]) is not None
+        return self.value.search(_text(found)[:MAX_MATCHED_CHARS]) is not None
+
+
+def compile_linear(pattern: str) -> Any:
+    """``pattern`` for RE2, whose matching time is linear in the text: event values are the
+    attacker's, and a backtracking engine (Python's ``re``) takes exponential time on patterns
+    such as ``^(\\w+\\s?)*$``. RE2 has no backreferences nor lookarounds: such a pattern is a
+    ``ValueError`` naming why."""
+    options = re2.Options()
+    options.log_errors = False  # the reason is in our error, not on the host's stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as error:
+        reason = (
+            error.args[0].decode("utf-8", "replace")
+            if error.args and isinstance(error.args[0], bytes)
+            else ""
+        )
+        raise ValueError(f"not a pattern RE2 accepts ({safe_text(reason[:120]) or 'invalid'})") from None
+    except (TypeError, RecursionError):
+        raise ValueError("not a pattern RE2 accepts") from None
 
 
 def _text(value: object) -> str:
@@ -118,6 +141,8 @@ def load_file(path: str) -> tuple[Playbook, ...]:
 def parse_text(text: str, path: str = "<playbooks>") -> tuple[Playbook, ...]:
     try:
         document = tomllib.loads(text)
+    except RecursionError:
+        raise PlaybookError(path, None, "", "not valid TOML (nested too deeply)") from None
     except tomllib.TOMLDecodeError as error:
         line = getattr(error, "lineno", None) or _line_from_message(str(error))
         raise PlaybookError(path, line, "", f"not valid TOML ({str(error).split(' (at line')[0]})") from None
@@ -131,13 +156,17 @@ def _line_from_message(message: str) -> int | None:
 
 class _Lines:
     """Line numbers for the errors: where each ``[[playbooks]]`` table and its keys start
-    (tomllib gives values, not positions)."""
+    (tomllib gives values, not positions). Lines inside multi-line strings are never headers
+    nor keys."""
 
     _HEADER = re.compile(r"^\s*\[\[\s*playbooks\s*\]\]\s*(#.*)?$")
 
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
-        self.starts = [number for number, line in enumerate(self.lines, 1) if self._HEADER.match(line)]
+        self.code = _outside_multiline_strings(self.lines)
+        self.starts = [
+            n for n, line in enumerate(self.lines, 1) if n in self.code and self._HEADER.match(line)
+        ]
 
     def of(self, index: int, key: str | None = None, item: int = 0) -> int | None:
         if index >= len(self.starts):
@@ -147,10 +176,34 @@ class _Lines:
             return start
         end = self.starts[index + 1] if index + 1 < len(self.starts) else len(self.lines) + 1
         pattern = re.compile(rf"^\s*{re.escape(key)}\s*=|^\s*\[\[?\s*playbooks\.{re.escape(key)}\s*\]\]?")
-        found = [number for number in range(start, end) if pattern.match(self.lines[number - 1])]
+        found = [n for n in range(start, end) if n in self.code and pattern.match(self.lines[n - 1])]
         if not found:
             return start
         return found[item] if item < len(found) else found[0]
+
+
+def _outside_multiline_strings(lines: list[str]) -> set[int]:
+    """The numbers of the lines that start outside a multi-line string (\"\"\" or ''')."""
+    outside: set[int] = set()
+    inside: str | None = None
+    for number, line in enumerate(lines, 1):
+        if inside is None:
+            outside.add(number)
+        position = 0
+        while True:
+            if inside is None:
+                starts = [(line.find(q, position), q) for q in ('"""', "'''") if line.find(q, position) >= 0]
+                comment = line.find("#", position)
+                if not starts or (0 <= comment < min(starts)[0]):
+                    break
+                at, inside = min(starts)
+                position = at + 3
+            else:
+                end = line.find(inside, position)
+                if end < 0:
+                    break
+                inside, position = None, end + 3
+    return outside
 
 
 def parse_document(
@@ -159,7 +212,9 @@ def parse_document(
     where = lines or _Lines("")
     unknown = sorted(set(document) - {"playbooks"})
     if unknown:
-        raise PlaybookError(path, None, unknown[0], "unknown top-level key (expected [[playbooks]] tables)")
+        raise PlaybookError(
+            path, None, _shown_key(unknown[0]), "unknown top-level key (expected [[playbooks]] tables)"
+        )
     raw = document.get("playbooks", [])
     if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
         raise PlaybookError(path, None, "playbooks", "must be an array of tables ([[playbooks]])")
@@ -217,7 +272,9 @@ class _Reader:
     def playbook(self) -> Playbook:
         unknown = sorted(set(self.raw) - _KEYS)
         if unknown:
-            raise self.fail(unknown[0], f"unknown key (expected one of {', '.join(sorted(_KEYS))})")
+            raise self.fail(
+                _shown_key(unknown[0]), f"unknown key (expected one of {', '.join(sorted(_KEYS))})"
+            )
         name = self.raw.get("name")
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise self.fail("name", "required: 1 to 64 letters, digits, '_', '.', '-'")
@@ -335,7 +392,9 @@ class _Reader:
             unknown = sorted(set(item) - {"field", *OPERATORS})
             if unknown:
                 raise self.fail(
-                    "where", f"unknown key {unknown[0]!r} (field, and one of {', '.join(OPERATORS)})", sub
+                    "where",
+                    f"unknown key {_shown_key(unknown[0])!r} (field, and one of {', '.join(OPERATORS)})",
+                    sub,
                 )
             if len(operators) != 1:
                 raise self.fail("where", f"exactly one of {', '.join(OPERATORS)}", sub)
@@ -364,9 +423,9 @@ class _Reader:
         if not isinstance(value, str) or len(value) > MAX_REGEX_CHARS:
             raise self.fail("where", f"regex: a pattern of at most {MAX_REGEX_CHARS} characters", sub)
         try:
-            return re.compile(value)
-        except re.error as error:
-            raise self.fail("where", f"regex: invalid pattern ({error})", sub) from None
+            return compile_linear(value)
+        except ValueError as error:
+            raise self.fail("where", f"regex: {error}", sub) from None
 
     def _responses(self, group_by: FieldPath) -> tuple[Response, ...]:
         raw = self.raw.get("actions")
@@ -383,7 +442,9 @@ class _Reader:
             unknown = sorted(set(item) - allowed)
             if unknown:
                 raise self.fail(
-                    "actions", f"{kind} takes no {unknown[0]!r} (only {', '.join(sorted(allowed))})", sub
+                    "actions",
+                    f"{kind} takes no {_shown_key(unknown[0])!r} (only {', '.join(sorted(allowed))})",
+                    sub,
                 )
             duration = None
             if "duration" in item:
@@ -396,6 +457,11 @@ class _Reader:
                     raise self.fail("actions", f"url: {error}", sub) from None
             responses.append(Response(kind, duration, url))
         return tuple(responses)
+
+
+def _shown_key(key: str) -> str:
+    """A key of the file as an error shows it: escaped, at most 64 characters."""
+    return safe_text(key[:64]) + ("..." if len(key) > 64 else "")
 
 
 def describe(playbooks: Sequence[Playbook]) -> list[str]:

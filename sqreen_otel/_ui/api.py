@@ -174,6 +174,8 @@ class Api:
             row_id = int(params.get("id", ""))
         except ValueError:
             raise ApiError(400, "id: a whole number") from None
+        if not 0 < row_id < 2**63:
+            raise ApiError(400, "id: out of range")
         row = self._read(lambda db: query.event(db, row_id))
         if row is None:
             raise ApiError(404, "no such event")
@@ -267,8 +269,8 @@ class Api:
         parameters: dict[str, Any] = {}
         if kind == "block_ip":
             ip = body.get("ip")
-            if not isinstance(ip, str) or ip_value(ip.split("/")[0]) is None:
-                raise ApiError(400, "ip: an IP address")
+            if not isinstance(ip, str) or "/" in ip or ip_value(ip) is None:
+                raise ApiError(400, "ip: one IP address (a range is blocked with `sqreen-otel actions`)")
             parameters["ip_cidr"] = [ip]
         else:
             user = body.get("user")

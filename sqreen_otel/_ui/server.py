@@ -74,6 +74,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server: ExplorerServer
     server_version = "sqreen-otel"
     sys_version = ""
+    timeout = 30  # seconds a connection may idle or drip (a slow client never holds a thread)
 
     def log_message(self, format: str, *args: Any) -> None:
         """No access log: request lines carry query values (attacker data, operator searches)."""
@@ -138,11 +139,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _post(self, path: str) -> Any:
         origin = self.headers.get("Origin")
-        if origin is not None and origin != self.server.origin:
+        if origin is not None and origin != f"http://{self.headers.get('Host', '')}":  # Host: checked
             raise ApiError(403, "cross-origin request refused")
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             raise ApiError(415, "JSON only")
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise ApiError(400, "Content-Length: a number") from None
         if not 0 < length <= MAX_BODY:
             raise ApiError(413, "a JSON body of at most 512 KiB")
         try:
