@@ -53,12 +53,13 @@ class SqreenMiddleware:
         tracked: _TrackedStart | None = None
         outer_context = otel_context.get_current()
         try:
-            if ours:
+            index = enforcement.index_in_force() if ours else None
+            if index is not None:  # nothing in force (the common case): one check, nothing more
                 enforcement.serving(environ)
                 blocked = _ip_response(environ)
                 if blocked is not None:
                     return blocked.respond(environ, start_response)
-                if enforcement.user_actions_active():  # identify() may raise: know if a response began
+                if index.has_user_actions:  # identify() may raise: know if a response began
                     tracked = _TrackedStart(start_response)
             return self.app(environ, tracked or start_response)
         except enforcement.RequestBlocked as blocked:

@@ -75,7 +75,7 @@ def test_a_where_regex_is_not_linear_in_hostile_event_values(tmp_path: Path) -> 
         )
     )
     try:
-        subprocess.run([sys.executable, str(script)], cwd=tmp_path, timeout=3, check=True)  # not the repo root
+        subprocess.run([sys.executable, str(script)], cwd=tmp_path, timeout=3, check=True)  # not the repo
     except subprocess.TimeoutExpired:
         pytest.fail("one hostile 31-character user agent kept the evaluator busy for more than 3 s")
 

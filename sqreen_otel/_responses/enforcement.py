@@ -163,6 +163,15 @@ def _ip_passlisted(client: ClientIP, current: ResponseSettings) -> bool:
     )
 
 
+def index_in_force() -> ActionIndex | None:
+    """The actions in force, or None when there are none (or responses are off): the request
+    path's one check when nothing is to be enforced."""
+    if not _settings.enabled:
+        return None
+    index = current_index()
+    return index if index.has_ip_actions or index.has_user_actions else None
+
+
 def user_actions_active() -> bool:
     """Whether a user action is in force (so ``identify()`` may raise ``RequestBlocked``)."""
     return _settings.enabled and current_index().has_user_actions
