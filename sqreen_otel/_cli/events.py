@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sqlite3
-import stat
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
@@ -21,7 +19,7 @@ from typing import Any, NoReturn, TextIO
 from sqreen_otel._cli import actions as action_commands
 from sqreen_otel._cli import playbooks as playbook_commands
 from sqreen_otel._cli import ui as ui_commands
-from sqreen_otel._cli.output import table
+from sqreen_otel._cli.output import store_problem, table
 from sqreen_otel._config import current_config
 from sqreen_otel._display import safe_text
 from sqreen_otel._explorer import query
@@ -213,12 +211,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if arguments.command == "ui":
         return ui_commands.run(arguments, out, _fail)
     store = arguments.store or current_config().local_store
-    try:
-        mode = os.stat(store).st_mode
-    except OSError:
-        return _fail(f"no event store at {store} (set SQREEN_LOCAL_STORE or --store)")
-    if not stat.S_ISREG(mode):
-        return _fail(f"{store} is not an event store (not a regular file)")
+    problem = store_problem(store)
+    if problem is not None:
+        return _fail(problem)
     try:
         db = open_read_only(store)
     except sqlite3.Error as error:

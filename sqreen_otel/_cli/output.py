@@ -1,9 +1,23 @@
-"""Output shared by the commands: tables of hostile text (already escaped by the caller)."""
+"""What the commands share: tables of hostile text (already escaped by the caller), and the
+check that a path names an event store before it is opened read-only."""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from typing import TextIO
+
+
+def store_problem(path: str) -> str | None:
+    """Why ``path`` cannot be read as the event store (missing, not a regular file), or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return f"no event store at {path} (set SQREEN_LOCAL_STORE or --store)"
+    if not stat.S_ISREG(mode):
+        return f"{path} is not an event store (not a regular file)"
+    return None
 
 
 def _clip(text: str, width: int) -> str:

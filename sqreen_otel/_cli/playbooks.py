@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
-import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
-from sqreen_otel._cli.output import table
+from sqreen_otel._cli.output import store_problem, table
 from sqreen_otel._config import current_config
 from sqreen_otel._display import safe_text
 from sqreen_otel._explorer import query
@@ -85,12 +83,9 @@ def replay(playbooks: tuple[Playbook, ...], events: Iterable[Observed]) -> list[
 
 
 def _from_store(path: str, playbooks: tuple[Playbook, ...]) -> list[Observed]:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        raise ValueError(f"no event store at {path} (set SQREEN_LOCAL_STORE or --store)") from None
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"{path} is not an event store (not a regular file)")
+    problem = store_problem(path)
+    if problem is not None:
+        raise ValueError(problem)
     db = open_read_only(path)
     try:
         return list(store_events(db, playbooks))

@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import stat
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from sqreen_otel._cli.output import store_problem
 from sqreen_otel._config import current_config
 from sqreen_otel._display import safe_text
 from sqreen_otel._responses.setup import action_store, default_actions_store
@@ -39,12 +39,9 @@ def run(arguments: argparse.Namespace, out: TextIO, fail: Callable[[str], int]) 
 
     config = current_config()
     store = arguments.store or config.local_store
-    try:
-        mode = os.stat(store).st_mode
-    except OSError:
-        return fail(f"no event store at {store} (set SQREEN_LOCAL_STORE or --store)")
-    if not stat.S_ISREG(mode):
-        return fail(f"{store} is not an event store (not a regular file)")
+    problem = store_problem(store)
+    if problem is not None:
+        return fail(problem)
     if not 0 <= arguments.port <= 65535:
         return fail("--port: 0 to 65535")
     try:
