@@ -4,6 +4,7 @@ corrupted or locked store, passlist bypasses, matching corner cases. Real gunico
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from _servers import Gunicorn, free_port, request
@@ -35,6 +36,25 @@ from sqreen_otel._stats import stats
 NOW = 1_800_000_000.0
 BLOCKED_IP = "198.51.100.7"
 APP = "hostile_responses_app:app"
+
+
+_Closable = TypeVar("_Closable")
+_OPEN: list[Any] = []  # stores and connections a test opened: closed at its end
+
+
+def _opened(thing: _Closable) -> _Closable:
+    _OPEN.append(thing)
+    return thing
+
+
+@pytest.fixture(autouse=True)
+def _close_what_was_opened() -> Iterator[None]:
+    """Python 3.13 warns about every SQLite connection left to the collector (and the suite
+    turns warnings into errors): each store and connection a test opens is closed after it."""
+    yield
+    while _OPEN:
+        with contextlib.suppress(Exception):
+            _OPEN.pop().close()
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -159,12 +179,12 @@ def test_a_corrupted_sqlite_store_never_kills_the_refresher(tmp_path: Path, corr
     list_actions ``json.loads`` (RecursionError on deep JSON): neither was StoreUnavailable nor
     ValueError, so ``refresh()`` raised, and the refresher thread died for good."""
     path = str(tmp_path / "actions.db")
-    store = SqliteActionStore(path)
+    store = _opened(SqliteActionStore(path))
     store.put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
     registry = ActionRegistry(None, store, refresh_s=0.05)
     registry.load_now()
     assert registry.current().match_ip(BLOCKED_IP, time.time()) is not None
-    db = sqlite3.connect(path, isolation_level=None)
+    db = _opened(sqlite3.connect(path, isolation_level=None))
     if corruption == "meta-row-deleted":
         db.execute("DELETE FROM meta")
     else:
@@ -177,7 +197,9 @@ def test_a_corrupted_sqlite_store_never_kills_the_refresher(tmp_path: Path, corr
         time.sleep(0.2)
         assert _refresher_alive()
         # the store keeps working: a write (restoring the version row) reaches the next refresh
-        SqliteActionStore(path).put(block_ip("later", "203.0.113.9", created_at=time.time(), duration=None))
+        _opened(SqliteActionStore(path)).put(
+            block_ip("later", "203.0.113.9", created_at=time.time(), duration=None)
+        )
         registry.refresh()
         assert registry.current().match_ip("203.0.113.9", time.time()) is not None
         assert registry.current().match_ip(BLOCKED_IP, time.time()) is not None
@@ -222,12 +244,12 @@ def test_one_non_json_entry_in_the_store_does_not_disable_the_whole_store(
     was 'unavailable', so at start-up not one store action was enforced (fail open), and later
     ones never arrived. Now that body alone is rejected (logged with its key, counted)."""
     path = str(tmp_path / "actions.db")
-    store = SqliteActionStore(path)
+    store = _opened(SqliteActionStore(path))
     store.put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
-    db = sqlite3.connect(path, isolation_level=None)
+    db = _opened(sqlite3.connect(path, isolation_level=None))
     db.execute("INSERT INTO actions VALUES ('garbled', 'not json', NULL)")
     db.execute("UPDATE meta SET value = value + 1")
-    registry = ActionRegistry(None, SqliteActionStore(path))
+    registry = ActionRegistry(None, _opened(SqliteActionStore(path)))
     registry.load_now()
     registry.stop()
     assert registry.current().match_ip(BLOCKED_IP, time.time()) is not None
@@ -238,8 +260,10 @@ def test_one_non_json_entry_in_the_store_does_not_disable_the_whole_store(
 
 def test_the_cli_lists_a_store_holding_a_corrupt_entry_without_a_traceback(tmp_path: Path) -> None:
     store = tmp_path / "actions.db"
-    SqliteActionStore(str(store)).put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
-    db = sqlite3.connect(store, isolation_level=None)
+    _opened(SqliteActionStore(str(store))).put(
+        block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None)
+    )
+    db = _opened(sqlite3.connect(store, isolation_level=None))
     db.execute("INSERT INTO actions VALUES ('junk', 'not json', NULL)")
     env = {"SQREEN_ACTIONS_STORE": str(store), "SQREEN_LOCAL_STORE": str(tmp_path / "events.db")}
     listed = cli(env, "actions", "list")
@@ -311,8 +335,10 @@ def test_a_write_locked_action_store_does_not_stall_configure(tmp_path: Path) ->
     shell, a stuck writer), configure() -- so each worker's boot -- hung ~44 s, and each later
     refresh as long. Readers never write now: the store is read, the block applies."""
     store = tmp_path / "actions.db"
-    SqliteActionStore(str(store)).put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
-    lock = sqlite3.connect(store, isolation_level=None)
+    _opened(SqliteActionStore(str(store))).put(
+        block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None)
+    )
+    lock = _opened(sqlite3.connect(store, isolation_level=None))
     lock.execute("BEGIN IMMEDIATE")
     lock.execute("UPDATE meta SET value = value")
     try:
@@ -342,20 +368,20 @@ def test_an_exclusively_locked_store_costs_a_refresh_a_moment_and_keeps_the_last
     """Not in WAL mode (a store copied or rebuilt by hand), an exclusive lock blocks readers too:
     they give up within their short budget and keep the last known set."""
     path = tmp_path / "actions.db"
-    writer, store = SqliteActionStore(str(path)), SqliteActionStore(str(path))
+    writer, store = _opened(SqliteActionStore(str(path))), _opened(SqliteActionStore(str(path)))
     writer.put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
     registry = ActionRegistry(None, store, refresh_s=60)
     registry.load_now()
     writer.close()
     store.close()  # leaving WAL mode needs every other connection closed
-    lock = sqlite3.connect(path, isolation_level=None)
+    lock = _opened(sqlite3.connect(path, isolation_level=None))
     lock.execute("PRAGMA journal_mode=DELETE")
     lock.execute("BEGIN EXCLUSIVE")
     lock.execute("UPDATE meta SET value = value + 1")
     try:
         started = time.monotonic()
         with pytest.raises(StoreUnavailable):
-            SqliteActionStore(str(path)).version()
+            _opened(SqliteActionStore(str(path))).version()
         assert time.monotonic() - started < 1.5
         started = time.monotonic()
         assert not registry.refresh()
@@ -369,11 +395,13 @@ def test_an_exclusively_locked_store_costs_a_refresh_a_moment_and_keeps_the_last
 
 def test_a_reader_never_writes_the_store(tmp_path: Path) -> None:
     path = tmp_path / "actions.db"
-    reader = SqliteActionStore(str(path))
+    reader = _opened(SqliteActionStore(str(path)))
     assert reader.version() == 0 and reader.list_actions() == []
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == []  # no schema written
-    SqliteActionStore(str(path)).put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
+    _opened(SqliteActionStore(str(path))).put(
+        block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None)
+    )
     assert reader.version() != 0 and len(reader.list_actions()) == 1
 
 
@@ -595,7 +623,9 @@ def test_list_exits_non_zero_when_the_actions_file_is_invalid(tmp_path: Path, as
     bad = tmp_path / "actions.json"
     bad.write_text('{"actions": [')
     store = tmp_path / "actions.db"
-    SqliteActionStore(str(store)).put(block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None))
+    _opened(SqliteActionStore(str(store))).put(
+        block_ip("good", BLOCKED_IP, created_at=time.time(), duration=None)
+    )
     env = {
         "SQREEN_ACTIONS_FILE": str(bad),
         "SQREEN_ACTIONS_STORE": str(store),
