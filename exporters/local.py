@@ -6,7 +6,6 @@ queue). ``LocalStoreExporter`` writes scrubbed events to a store of your choice,
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -27,17 +26,10 @@ class LocalStoreExporter(EventExporter):
         self.service = service
         self._origin = _store.origin_for(service, {})
         self._lock = threading.Lock()
-        self._connection: sqlite3.Connection | None = None
-        self._pid = 0
+        self._connection = _sqlite.ProcessConnection()
 
     def _db(self) -> sqlite3.Connection:
-        if self._connection is not None and self._pid != os.getpid():
-            _sqlite.abandon_inherited(self._connection)  # a forked child never uses the parent's
-            self._connection = None
-        if self._connection is None:
-            self._connection = _store.connect(self.path)
-            self._pid = os.getpid()
-        return self._connection
+        return self._connection.get(lambda: _store.connect(self.path))[0]
 
     def export_events(self, events: Sequence[SecurityEvent]) -> ExportOutcome:
         rows = []
@@ -54,15 +46,10 @@ class LocalStoreExporter(EventExporter):
             try:
                 _store.insert(self._db(), rows, self._origin.id)
             except sqlite3.Error as exc:  # locked, disk full, read-only: keep the batch and retry
-                _sqlite.close_quietly(self._connection)  # ours: _db() opened it in this process
-                self._connection = None
+                self._connection.close()  # suspect: the next batch opens a new one
                 return ExportOutcome(ExportStatus.RETRY, detail=f"sqlite: {type(exc).__name__}")
         return SUCCESS
 
     def shutdown(self) -> None:
         with self._lock:
-            if self._pid == os.getpid():
-                _sqlite.close_quietly(self._connection)
-            else:
-                _sqlite.abandon_inherited(self._connection)
-            self._connection = None
+            self._connection.close()

@@ -16,7 +16,9 @@ collector then closes it. Two cases:
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+from collections.abc import Callable
 
 _inherited: list[sqlite3.Connection] = []
 
@@ -46,3 +48,30 @@ def abandon_inherited(connection: sqlite3.Connection | None) -> None:
 def inherited_count() -> int:
     """How many parent connections this process abandoned (for tests and diagnostics)."""
     return len(_inherited)
+
+
+class ProcessConnection:
+    """One connection per process, opened on first use: a forked child abandons the parent's
+    and opens its own; ``close`` closes ours (a parent's is only abandoned)."""
+
+    def __init__(self) -> None:
+        self.connection: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def get(self, open_new: Callable[[], sqlite3.Connection]) -> tuple[sqlite3.Connection, bool]:
+        """This process's connection, and whether it was just opened."""
+        if self.connection is not None and self._pid != os.getpid():
+            abandon_inherited(self.connection)  # a forked child never uses the parent's
+            self.connection = None
+        if self.connection is not None:
+            return self.connection, False
+        self.connection, self._pid = open_new(), os.getpid()
+        return self.connection, True
+
+    def close(self) -> None:
+        """Close ours (a later ``get`` opens a new one); a parent's is only abandoned."""
+        if self._pid == os.getpid():
+            close_quietly(self.connection)
+        else:
+            abandon_inherited(self.connection)
+        self.connection = None

@@ -157,24 +157,23 @@ class SqliteActionStore:
         self.description = f"SQLite {path}"
         self._timeout = timeout
         self._read_timeout = read_timeout
-        self._connection: sqlite3.Connection | None = None
+        self._connection = _sqlite.ProcessConnection()
         self._schema_ready = False
-        self._pid = 0
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            return sqlite3.connect(
+                self.path, timeout=self._read_timeout, isolation_level=None, check_same_thread=False
+            )
+        except (sqlite3.Error, OSError) as error:
+            raise StoreUnavailable(f"{type(error).__name__}") from None
 
     def _db(self) -> sqlite3.Connection:
-        if self._connection is not None and self._pid != os.getpid():
-            _sqlite.abandon_inherited(self._connection)  # a forked child never uses the parent's
-            self._connection = None
-        if self._connection is None:
-            try:
-                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-                connection = sqlite3.connect(
-                    self.path, timeout=self._read_timeout, isolation_level=None, check_same_thread=False
-                )
-            except (sqlite3.Error, OSError) as error:
-                raise StoreUnavailable(f"{type(error).__name__}") from None
-            self._connection, self._pid, self._schema_ready = connection, os.getpid(), False
-        return self._connection
+        connection, opened = self._connection.get(self._open)
+        if opened:
+            self._schema_ready = False  # once per connection: see _create_schema
+        return connection
 
     def _create_schema(self, db: sqlite3.Connection) -> None:
         """WAL and the tables, once per connection (writers only). Retried briefly: switching a
@@ -273,11 +272,7 @@ class SqliteActionStore:
 
     def close(self) -> None:
         """Close our connection (a later call opens a new one); a parent's is only abandoned."""
-        if self._pid == os.getpid():
-            _sqlite.close_quietly(self._connection)
-        else:
-            _sqlite.abandon_inherited(self._connection)
-        self._connection = None
+        self._connection.close()
 
 
 def _expires_at(action: Mapping[str, Any]) -> float | None:
